@@ -1,0 +1,148 @@
+"""The `cifarlab` command: train, evaluate, models, presets."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+
+from cifarlab.config import DEFAULT_PRESET, PRESETS, Config, field_types, make_config
+from cifarlab.errors import CifarlabError
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    """One option per Config field; unset options leave the preset's value alone."""
+    defaults = make_config(DEFAULT_PRESET)
+    hints = field_types()
+    for f in dataclasses.fields(Config):
+        if f.name == "preset":
+            continue
+        hint, default = hints[f.name], getattr(defaults, f.name)
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+        if isinstance(default, dict):
+            shown = json.dumps(default)
+        help_text = f.metadata["help"] + ("" if default is None else f" (default: {shown})")
+        help_text = help_text.replace("%", "%%")
+        kw: dict[str, typing.Any] = dict(default=argparse.SUPPRESS, help=help_text)
+        if hint is bool or hint == (bool | None):
+            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kw)
+            continue
+        if typing.get_origin(hint) is tuple:
+            kw.update(nargs=len(typing.get_args(hint)), metavar="X")
+        elif "choices" in f.metadata:
+            kw.update(choices=f.metadata["choices"])
+        else:
+            kw.update(metavar=f.name.upper())
+        parser.add_argument(_flag(f.name), **kw)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cifarlab", description="Train, evaluate and use CIFAR-10/100 image classifiers.")
+    from cifarlab import __version__
+
+    parser.add_argument("--version", action="version", version=f"cifarlab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = sub.add_parser(
+        "train", help="train a model, then evaluate it on the test set",
+        description="Train a model, then evaluate the best-validation weights on the test set. "
+                    "Settings come from the preset, then --config FILE, then the options below.")
+    train.add_argument("--preset", choices=list(PRESETS), default=argparse.SUPPRESS,
+                       help=f"named configuration (default: {DEFAULT_PRESET})")
+    train.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                       help="TOML, YAML or JSON file with the same settings")
+    train.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
+                       help="print nothing; the log is still written to the run folder")
+    _add_config_options(train)
+
+    ev = sub.add_parser("evaluate", help="test accuracy, per-class table, confusion matrix")
+    ev.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT")
+    ev.add_argument("--data-dir", help="dataset folder (default: the one used in training)")
+    ev.add_argument("--split", choices=("test", "val"), default="test")
+    ev.add_argument("--batch-size", type=int, default=1000)
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+    sub.add_parser("models", help="list the registered models")
+    sub.add_parser("presets", help="list the named presets and what they set")
+    return parser
+
+
+def cmd_train(args: dict) -> int:
+    from cifarlab.train import train
+
+    preset, config_file = args.pop("preset", None), args.pop("config", None)
+    quiet = args.pop("quiet", False)
+    cfg = make_config(preset, config_file, **args)
+    train(cfg, quiet=quiet)
+    return 0
+
+
+def cmd_evaluate(args: dict) -> int:
+    from cifarlab.evaluate import evaluate, format_confusion, format_per_class
+
+    m = evaluate(args["checkpoint"], args["data_dir"], args["split"], args["batch_size"],
+                 args["device"])
+    if args["json"]:
+        print(json.dumps(m, indent=2))
+        return 0
+    print(f"{m['split']} accuracy: top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  "
+          f"loss {m['loss']:.4f}  ({m['count']} images, {m['checkpoint']})")
+    print(format_per_class(m))
+    print(format_confusion(m))
+    return 0
+
+
+def cmd_models(args: dict) -> int:
+    from cifarlab.models import describe_model, list_models
+
+    names = list_models()
+    width = max(map(len, names))
+    for name in names:
+        print(f"{name:<{width}}  {describe_model(name)}")
+    return 0
+
+
+def _as_flags(name: str, value: typing.Any) -> str:
+    """A setting spelt as the command-line option that sets it."""
+    if isinstance(value, bool):
+        return _flag(name) if value else _flag("no_" + name)
+    if isinstance(value, (tuple, list)):
+        value = " ".join(map(str, value))
+    elif isinstance(value, dict):
+        value = f"'{json.dumps(value)}'"
+    return f"{_flag(name)} {value}"
+
+
+def cmd_presets(args: dict) -> int:
+    for name, values in PRESETS.items():
+        mark = " (default)" if name == DEFAULT_PRESET else ""
+        print(f"{name}{mark}: {values['description']}")
+        print("    " + " ".join(_as_flags(k, v) for k, v in values.items()
+                                if k != "description"))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    command = args.pop("command")
+    try:
+        return {"train": cmd_train, "evaluate": cmd_evaluate, "models": cmd_models,
+                "presets": cmd_presets}[command](args)
+    except CifarlabError as e:
+        print(f"cifarlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cifarlab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

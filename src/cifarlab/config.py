@@ -1,0 +1,270 @@
+"""Training configuration: one dataclass, named presets, and loading from TOML/YAML/JSON files.
+
+Precedence, lowest to highest: the dataclass defaults, the preset, the config file, explicit
+overrides (command-line flags or keyword arguments of `cifarlab.train`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cifarlab.errors import CifarlabError
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+class ConfigError(CifarlabError, ValueError):
+    """A configuration value, file or preset that cannot be used; the message says what to fix."""
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    """A dataclass field that carries its help text (shown by `cifarlab train --help`)."""
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class Config:
+    # --- data
+    dataset: str = _f("cifar10", "dataset", choices=("cifar10", "cifar100"))
+    data_dir: str | None = _f(None, "folder holding cifar-10-batches-py/ (default: "
+                              "$CIFARLAB_DATA_DIR, else ./data)")
+    download: bool = _f(True, "download the dataset when it is not found")
+    val_size: int = _f(5000, "images held out of the training set for validation / early "
+                       "stopping (stratified); 0 = none, the last epoch is kept")
+    split_seed: int = _f(0, "seed of the validation split (kept apart from --seed so that runs "
+                         "with different seeds share one split)")
+    # --- model
+    model: str = _f("resnet18", "model name (see `cifarlab models`)")
+    model_args: dict = _f({}, "extra keyword arguments for the model, as JSON")
+    # --- optimisation
+    epochs: int = _f(30, "maximum number of epochs")
+    batch_size: int = _f(128, "training batch size")
+    optimizer: str = _f("sgd", "optimizer", choices=("sgd", "adamw"))
+    lr: float = _f(0.1, "peak learning rate")
+    momentum: float = _f(0.9, "SGD momentum (AdamW: beta1)")
+    nesterov: bool = _f(False, "Nesterov momentum (SGD)")
+    weight_decay: float = _f(5e-4, "weight decay")
+    decay_norm_and_bias: bool = _f(True, "apply weight decay to normalisation weights and biases "
+                                   "too (off: only to conv/linear weights)")
+    schedule: str = _f("cosine", "learning-rate schedule, stepped every batch",
+                       choices=("constant", "cosine", "onecycle", "step"))
+    t_max: float | None = _f(None, "cosine: period in epochs (default: --epochs); past it the "
+                             "rate rises again, as torch's CosineAnnealingLR does")
+    warmup_epochs: float = _f(0.0, "linear warm-up from 0 over this many epochs (onecycle: the "
+                              "rising half)")
+    step_size: int = _f(30, "step: multiply the rate by --gamma every this many epochs")
+    gamma: float = _f(0.1, "step: decay factor")
+    label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy loss")
+    mixup_alpha: float = _f(0.0, "mixup Beta(alpha, alpha); 0 = off")
+    ema_decay: float | None = _f(None, "keep an exponential moving average of the weights with "
+                                 "this decay per step and evaluate it (e.g. 0.999)")
+    patience: int | None = _f(None, "early stopping: stop after this many epochs without a "
+                              "better validation accuracy")
+    # --- augmentation (batched, on the training device)
+    crop_padding: int = _f(4, "random crop after zero padding of this many pixels; 0 = off")
+    flip: bool = _f(True, "random horizontal flip")
+    rotation: float = _f(0.0, "random rotation of up to this many degrees; 0 = off")
+    color_jitter: tuple[float, float, float, float] = _f(
+        (0.0, 0.0, 0.0, 0.0), "brightness, contrast, saturation, hue jitter")
+    cutout: int = _f(0, "cutout square side in pixels; 0 = off")
+    mean: tuple[float, float, float] = _f(CIFAR10_MEAN, "per-channel normalisation mean")
+    std: tuple[float, float, float] = _f(CIFAR10_STD, "per-channel normalisation std")
+    # --- runtime
+    device: str = _f("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    amp: str = _f("auto", "mixed precision: auto (bf16 on CUDA when supported, fp16 "
+                  "otherwise; off elsewhere)", choices=("auto", "bf16", "fp16", "off"))
+    channels_last: bool | None = _f(None, "channels-last memory format (default: on, except "
+                                    "on MPS)")
+    num_threads: int | None = _f(None, "CPU threads for torch (default: torch's choice)")
+    eval_batch_size: int = _f(1000, "batch size for validation and test evaluation")
+    seed: int = _f(0, "random seed (weights, data order, augmentation)")
+    run_dir: str | None = _f(None, "run folder (default: runs/<timestamp>-<preset>)")
+    preset: str = _f("fast", "named preset the run started from (see `cifarlab presets`)")
+
+    def validate(self) -> Config:
+        """Reject impossible values before any work starts; returns self."""
+        from cifarlab.models import list_models
+
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ConfigError(f"{f.name} must be one of {', '.join(choices)}, "
+                                  f"not {getattr(self, f.name)!r}")
+        if self.model not in list_models():
+            raise ConfigError(f"unknown model {self.model!r}; choose one of "
+                              f"{', '.join(list_models())}")
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown preset {self.preset!r}; choose one of "
+                              f"{', '.join(PRESETS)}")
+        checks = [
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (self.batch_size >= 1, "batch_size must be at least 1"),
+            (self.eval_batch_size >= 1, "eval_batch_size must be at least 1"),
+            (self.lr > 0, "lr must be greater than 0"),
+            (self.weight_decay >= 0, "weight_decay must be 0 or more"),
+            (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
+            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+            (self.mixup_alpha >= 0, "mixup_alpha must be 0 or more"),
+            (self.val_size >= 0, "val_size must be 0 or more"),
+            (self.warmup_epochs >= 0, "warmup_epochs must be 0 or more"),
+            (self.t_max is None or self.t_max > 0, "t_max must be greater than 0"),
+            (self.step_size >= 1, "step_size must be at least 1"),
+            (self.patience is None or self.patience >= 1, "patience must be at least 1"),
+            (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
+            (0 <= self.crop_padding <= 16, "crop_padding must be in [0, 16]"),
+            (0 <= self.rotation <= 180, "rotation must be in [0, 180] degrees"),
+            (0 <= self.cutout <= 32, "cutout must be in [0, 32] pixels"),
+            (all(v >= 0 for v in self.color_jitter) and self.color_jitter[3] <= 0.5,
+             "color_jitter values must be >= 0, and hue <= 0.5"),
+            (all(s > 0 for s in self.std), "std values must be greater than 0"),
+            (self.num_threads is None or self.num_threads >= 1, "num_threads must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Presets are plain overrides of the defaults above: a preset is a named config, nothing more.
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": dict(
+        description="the default: a small conv-BN network, a few minutes on a laptop CPU",
+        model="fastnet", epochs=10, batch_size=256, lr=0.2, nesterov=True,
+        weight_decay=5e-4, schedule="onecycle", warmup_epochs=2, label_smoothing=0.2,
+        crop_padding=2, decay_norm_and_bias=False,
+    ),
+    "seed": dict(
+        description="the teaching script's recipe: torchvision ResNet-18, per-image-style "
+                    "augmentation, SGD 0.01, cosine T_max 100, early stopping on val accuracy",
+        model="resnet18-tv", epochs=300, batch_size=128, lr=0.01, momentum=0.9,
+        weight_decay=5e-4, schedule="cosine", t_max=100, patience=10, crop_padding=4,
+        flip=True, rotation=10.0, color_jitter=(0.2, 0.2, 0.2, 0.2),
+        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    ),
+    "tutorial": dict(
+        description="the beginner's tutorial CNN: three conv+pool layers, no augmentation",
+        model="tutorial-cnn", epochs=20, batch_size=64, lr=0.01, momentum=0.9,
+        weight_decay=0.0, schedule="constant", crop_padding=0, flip=False,
+        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), patience=5,
+    ),
+    "resnet18": dict(
+        description="CIFAR-style ResNet-18 (3x3 stem), 30 epochs, the classic GPU baseline",
+        model="resnet18", epochs=30, batch_size=128, lr=0.1, nesterov=True,
+        weight_decay=5e-4, schedule="onecycle", warmup_epochs=2, label_smoothing=0.1,
+        decay_norm_and_bias=False,
+    ),
+}
+DEFAULT_PRESET = "fast"
+
+
+def field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Config)
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Convert a value read from a file or the command line to the field's declared type."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        hint = next(a for a in args if a is not type(None))
+        return _coerce(name, value, hint)
+    try:
+        if origin is tuple:
+            if isinstance(value, str):
+                value = [v for v in value.replace(",", " ").split() if v]
+            if len(value) != len(args):
+                raise ConfigError(f"{name} needs {len(args)} values, got {len(value)}")
+            return tuple(_coerce(name, v, a) for a, v in zip(args, value, strict=True))
+        if hint is dict or origin is dict:
+            value = json.loads(value) if isinstance(value, str) else value
+            if not isinstance(value, dict):
+                raise ConfigError(f"{name} must be a mapping")
+            return dict(value)
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+                    raise ConfigError(f"{name} must be true or false, not {value!r}")
+                return value.lower() in ("true", "yes", "1", "on")
+            return bool(value)
+        if hint is int and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{name} must be a whole number, not {value}")
+        return hint(value)
+    except (TypeError, ValueError, json.JSONDecodeError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{name}: cannot read {value!r} as {getattr(hint, '__name__', hint)}"
+                          ) from None
+
+
+def _apply(base: dict[str, Any], overrides: dict[str, Any], source: str) -> dict[str, Any]:
+    hints = field_types()
+    unknown = sorted(set(overrides) - set(hints))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)} in {source}; valid: "
+                          f"{', '.join(hints)}")
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = _coerce(key, value, hints[key])
+    return out
+
+
+def preset_overrides(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return {k: v for k, v in PRESETS[name].items() if k != "description"}
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Settings from a .toml, .yaml/.yml or .json file (same names as the Config fields)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+    try:
+        if p.suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib
+            data = tomllib.loads(text)
+        elif p.suffix in (".yaml", ".yml", ".json"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"config file {p} must end in .toml, .yaml, .yml or .json")
+    except ConfigError:
+        raise
+    except Exception as e:  # parser errors of three libraries; all mean "fix the file"
+        raise ConfigError(f"config file {p} is not valid {p.suffix[1:].upper()}: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of settings")
+    return data
+
+
+def make_config(preset: str | None = None, config_file: str | os.PathLike | None = None,
+                **overrides: Any) -> Config:
+    """Resolve defaults <- preset <- config file <- overrides into a validated Config."""
+    file_values = read_config_file(config_file) if config_file else {}
+    name = overrides.get("preset") or preset or file_values.get("preset") or DEFAULT_PRESET
+    values = {f.name: getattr(Config(), f.name) for f in dataclasses.fields(Config)}
+    values = _apply(values, preset_overrides(name), f"preset {name}")
+    values = _apply(values, file_values, str(config_file))
+    values = _apply(values, overrides, "arguments")
+    values["preset"] = name
+    return Config(**values).validate()

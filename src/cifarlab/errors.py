@@ -1,0 +1,13 @@
+"""One base class for the errors a user can fix; the CLI prints their message on one line."""
+
+
+class CifarlabError(Exception):
+    """An error with a message that says what went wrong and what to do about it."""
+
+
+class DataError(CifarlabError):
+    """The dataset is missing, corrupt, or cannot be downloaded."""
+
+
+class CheckpointError(CifarlabError):
+    """A checkpoint or run folder that cannot be loaded."""

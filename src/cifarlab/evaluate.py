@@ -1,0 +1,98 @@
+"""Evaluation: logits for a set of images, then top-1/top-5, per-class accuracy and confusion."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cifarlab.augment import normalize, to_float
+from cifarlab.runtime import autocast, resolve_device
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, images: torch.Tensor, mean: Sequence[float],
+                   std: Sequence[float], batch_size: int = 1000,
+                   amp: torch.dtype | None = None, channels_last: bool = False) -> torch.Tensor:
+    """Float32 logits of uint8 images (N, 3, 32, 32), on the device the model is on."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = normalize(to_float(images[start:start + batch_size].to(device)), mean, std)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp):
+            out.append(model(x).float())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, 0, device=device)
+
+
+def compute_metrics(logits: torch.Tensor, labels: torch.Tensor,
+                    classes: Sequence[str]) -> dict[str, Any]:
+    """Accuracy in percent; `confusion[i][j]` counts images of class i predicted as j."""
+    labels = labels.to(logits.device)
+    n, k = len(classes), min(5, len(classes))
+    pred = logits.argmax(1)
+    top5 = (logits.topk(k, dim=1).indices == labels[:, None]).any(1)
+    confusion = torch.bincount(labels * n + pred, minlength=n * n).view(n, n).cpu()
+    support = confusion.sum(1)
+    per_class = {c: (100.0 * confusion[i, i].item() / support[i].item()) if support[i] else None
+                 for i, c in enumerate(classes)}
+    return {
+        "top1": 100.0 * (pred == labels).float().mean().item(),
+        "top5": 100.0 * top5.float().mean().item(),
+        "loss": F.cross_entropy(logits, labels).item(),
+        "count": len(labels),
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+        "classes": list(classes),
+    }
+
+
+def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+             split: str = "test", batch_size: int = 1000, device: str = "auto",
+             download: bool = True) -> dict[str, Any]:
+    """Evaluate a run folder or checkpoint on the test set (or `split="val"`, as in training)."""
+    from cifarlab.checkpoint import load_checkpoint, model_from_checkpoint
+    from cifarlab.data import load_cifar
+
+    state = load_checkpoint(checkpoint)
+    cfg = state["config"]
+    dev = resolve_device(device)
+    data = load_cifar(cfg["dataset"], data_dir if data_dir is not None else cfg["data_dir"],
+                      download, cfg["val_size"], cfg["split_seed"])
+    images, labels = {"test": (data.test_images, data.test_labels),
+                      "val": (data.val_images, data.val_labels)}[split]
+    model = model_from_checkpoint(state).to(dev)
+    logits = predict_logits(model, images, state["mean"], state["std"], batch_size)
+    metrics = compute_metrics(logits, labels, state["classes"])
+    metrics.update(split=split, checkpoint=str(checkpoint), device=str(dev))
+    return metrics
+
+
+def format_per_class(metrics: dict[str, Any]) -> str:
+    """A table of per-class accuracy, worst class marked."""
+    per_class = {c: a for c, a in metrics["per_class"].items() if a is not None}
+    worst = min(per_class, key=per_class.get) if per_class else None
+    width = max(len(c) for c in metrics["per_class"])
+    lines = [f"{'class':<{width}}  accuracy"]
+    for c, acc in metrics["per_class"].items():
+        shown = "     n/a" if acc is None else f"{acc:7.2f}%"
+        lines.append(f"{c:<{width}}  {shown}{'  <- worst' if c == worst else ''}")
+    return "\n".join(lines)
+
+
+def format_confusion(metrics: dict[str, Any]) -> str:
+    """The confusion matrix as text: rows are true classes, columns predictions."""
+    names = [c[:5] for c in metrics["classes"]]
+    width = max(5, max(len(str(v)) for row in metrics["confusion"] for v in row))
+    head = " " * 11 + " ".join(f"{n:>{width}}" for n in names)
+    rows = [f"{c[:10]:<10} " + " ".join(f"{v:>{width}}" for v in row)
+            for c, row in zip(metrics["classes"], metrics["confusion"], strict=True)]
+    return "\n".join(["confusion matrix (rows: true class, columns: predicted)", head, *rows])

@@ -1,0 +1,53 @@
+"""Device, precision and seeding choices shared by training and evaluation."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+
+import numpy as np
+import torch
+
+from cifarlab.errors import CifarlabError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """auto: CUDA, then Apple's MPS, then the CPU. An explicit device must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise CifarlabError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps"
+                            ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise CifarlabError("--device cuda asked for, but torch sees no CUDA GPU; use --device "
+                            "auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise CifarlabError("--device mps asked for, but MPS is not available; use --device cpu")
+    return device
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for this setting and device, or None for full precision."""
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -1,0 +1,102 @@
+"""Shared fixtures: tiny CIFAR datasets written in the official pickle format, a local server."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import io
+import pickle
+import tarfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifarlab.data import DATASETS
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def fake_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Rows of 3072 uint8 pixels whose mean colour depends on the class: learnable in a few
+    steps, yet noisy enough that a model must actually fit them."""
+    hues = np.linspace(0, 1, 10, endpoint=False)
+    base = np.stack([np.sin(2 * np.pi * (hues + k / 3)) for k in range(3)], 1) * 80 + 128
+    pixels = base[labels % 10][:, :, None] + rng.normal(0, 40, (len(labels), 3, 1024))
+    return np.clip(pixels, 0, 255).astype(np.uint8).reshape(len(labels), 3072)
+
+
+def write_fake_cifar(root: Path, dataset: str = "cifar10", per_file: int = 60,
+                     test_size: int = 100, seed: int = 0) -> Path:
+    """Write DATASET's official python layout under root; returns the dataset folder."""
+    spec = DATASETS[dataset]
+    rng = np.random.default_rng(seed)
+    folder = root / spec.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in [(f, per_file) for f in spec.train_files] + [(spec.test_files[0], test_size)]:
+        labels = np.arange(n) % spec.num_classes
+        rng.shuffle(labels)
+        batch = {"batch_label": name, spec.label_key: labels.tolist(),
+                 "data": fake_images(labels, rng),
+                 "filenames": [f"{name}_{i:05d}.png" for i in range(n)]}
+        if dataset == "cifar100":
+            batch["coarse_labels"] = (labels // 5).tolist()
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    names = [f"class{i}" for i in range(spec.num_classes)]
+    if dataset == "cifar10":
+        names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                 "ship", "truck"]
+    (folder / spec.meta_file).write_bytes(pickle.dumps({spec.meta_key: names}, protocol=2))
+    return folder
+
+
+def make_tarball(folder: Path, out: Path) -> str:
+    """Pack `folder` as the official tarball does (top-level folder inside); returns its MD5."""
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    return hashlib.md5(out.read_bytes()).hexdigest()
+
+
+def add_member(tar: tarfile.TarFile, name: str, data: bytes = b"x", **attrs) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for k, v in attrs.items():
+        setattr(info, k, v)
+    tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+
+
+@pytest.fixture
+def fake_data(tmp_path: Path) -> Path:
+    """A data dir holding a tiny CIFAR-10 (300 train, 100 test images)."""
+    root = tmp_path / "data"
+    write_fake_cifar(root)
+    return root
+
+
+@pytest.fixture
+def http_server(tmp_path: Path):
+    """Serves tmp_path/www on 127.0.0.1; yields (base_url, folder)."""
+    www = tmp_path / "www"
+    www.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(www)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", www
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def real_data() -> Path:
+    if not (REAL_DATA / "cifar-10-batches-py" / "batches.meta").is_file():
+        pytest.skip(f"real CIFAR-10 not found at {REAL_DATA}/cifar-10-batches-py (the shared "
+                    "read-only copy beside the checkout)")
+    return REAL_DATA

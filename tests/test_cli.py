@@ -1,0 +1,81 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cifarlab.cli import main
+from test_train import TINY
+
+
+def tiny_args(fake_data, run_dir):
+    return ["--data-dir", str(fake_data), "--run-dir", str(run_dir), "--model", "fastnet",
+            "--model-args", json.dumps(TINY["model_args"]), "--batch-size", "32",
+            "--val-size", "50", "--epochs", "2"]
+
+
+def test_help_lists_every_option_with_its_default():
+    out = subprocess.run([sys.executable, "-m", "cifarlab", "train", "--help"],
+                         capture_output=True, text=True, check=True).stdout
+    for flag in ("--model", "--epochs", "--batch-size", "--lr", "--seed", "--device",
+                 "--data-dir", "--run-dir", "--dataset", "--config", "--preset",
+                 "--label-smoothing", "--mixup-alpha", "--cutout", "--ema-decay", "--amp"):
+        assert flag in out
+    assert "(default: fastnet)" in out and "(default: 10)" in out
+
+
+def test_entry_point_is_installed():
+    exe = os.path.join(os.path.dirname(sys.executable), "cifarlab")
+    out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
+    assert "train" in out and "evaluate" in out
+
+
+def test_train_then_evaluate_end_to_end(fake_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *tiny_args(fake_data, run)]) == 0
+    out = capsys.readouterr().out
+    assert "epoch   1/2" in out and "test accuracy" in out and "airplane" in out
+    assert (run / "best.pt").is_file() and (run / "metrics.json").is_file()
+
+    assert main(["evaluate", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy: top-1" in out and "confusion matrix" in out and "truck" in out
+    assert main(["evaluate", str(run), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["top1"] == pytest.approx(json.loads((run / "metrics.json").read_text())
+                                            ["test_top1"])
+
+
+def test_train_from_config_file(fake_data, tmp_path, capsys):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"preset: tutorial\nepochs: 1\ndata_dir: {fake_data}\nval_size: 50\n")
+    assert main(["train", "--config", str(cfg), "--run-dir", str(tmp_path / "r"),
+                 "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["model"] == "tutorial-cnn" and saved["epochs"] == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--model", "resnet50"], "unknown model 'resnet50'; choose one of"),
+    (["train", "--epochs", "0"], "epochs must be at least 1"),
+    (["evaluate", "nowhere"], "nowhere does not exist"),
+])
+def test_errors_are_one_clear_line(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_missing_data_is_one_clear_line(tmp_path, capsys):
+    assert main(["train", "--data-dir", str(tmp_path), "--no-download"]) == 2
+    assert "not found under" in capsys.readouterr().err
+
+
+def test_models_and_presets_listings(capsys):
+    assert main(["models"]) == 0
+    assert "resnet18-tv" in capsys.readouterr().out
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert "fast (default)" in out and "seed:" in out and "--model resnet18-tv" in out

@@ -1,0 +1,79 @@
+import pytest
+
+from cifarlab.config import PRESETS, ConfigError, make_config
+
+
+def test_precedence_preset_then_file_then_overrides(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('preset = "seed"\nepochs = 7\nlr = 0.05\ncolor_jitter = [0.1, 0, 0, 0]\n')
+    cfg = make_config(config_file=f, lr=0.02)
+    assert cfg.preset == "seed" and cfg.model == "resnet18-tv"  # from the preset in the file
+    assert cfg.epochs == 7 and cfg.lr == 0.02 and cfg.color_jitter == (0.1, 0, 0, 0)
+
+
+@pytest.mark.parametrize("suffix, text", [
+    (".yaml", "epochs: 3\npatience: null\nflip: false\nmodel_args: {widths: [8, 8, 8]}\n"),
+    (".json", '{"epochs": 3, "patience": null, "flip": false, '
+              '"model_args": {"widths": [8, 8, 8]}}'),
+    (".toml", 'epochs = 3\nflip = false\nmodel_args = { widths = [8, 8, 8] }\n'),
+])
+def test_config_files(tmp_path, suffix, text):
+    f = tmp_path / f"c{suffix}"
+    f.write_text(text)
+    cfg = make_config("tutorial", f)
+    assert cfg.epochs == 3 and cfg.flip is False and cfg.model_args == {"widths": [8, 8, 8]}
+
+
+def test_strings_from_the_command_line_are_converted():
+    cfg = make_config(epochs="4", lr="0.3", patience="none", flip="false",
+                      color_jitter=["0.1", "0.2", "0.3", "0.1"], model_args='{"widths": [4]}')
+    assert (cfg.epochs, cfg.lr, cfg.patience, cfg.flip) == (4, 0.3, None, False)
+    assert cfg.color_jitter == (0.1, 0.2, 0.3, 0.1) and cfg.model_args == {"widths": [4]}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(epochs=0), "epochs must be at least 1"),
+    (dict(epochs=-3), "epochs must be at least 1"),
+    (dict(batch_size=0), "batch_size must be at least 1"),
+    (dict(lr=0), "lr must be greater than 0"),
+    (dict(lr=-0.1), "lr must be greater than 0"),
+    (dict(model="resnet50"), "unknown model 'resnet50'; choose one of .*resnet18"),
+    (dict(preset="turbo"), "unknown preset 'turbo'; choose one of fast"),
+    (dict(dataset="mnist"), "dataset must be one of cifar10, cifar100"),
+    (dict(label_smoothing=1.5), "label_smoothing"),
+    (dict(epochs="ten"), "cannot read 'ten' as int"),
+    (dict(epochs=2.5), "whole number"),
+    (dict(color_jitter=[0.1]), "needs 4 values"),
+    (dict(learning_rate=0.1), "unknown setting.*learning_rate.*valid: dataset"),
+])
+def test_bad_values_are_rejected_with_a_clear_message(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config(**overrides)
+
+
+def test_bad_config_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        make_config(config_file=tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epochs = = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        make_config(config_file=bad)
+    unknown = tmp_path / "u.yaml"
+    unknown.write_text("epoch: 3\n")
+    with pytest.raises(ConfigError, match="unknown setting.*epoch.*u.yaml"):
+        make_config(config_file=unknown)
+
+
+def test_every_preset_is_a_valid_config():
+    for name in PRESETS:
+        assert make_config(name).preset == name
+
+
+def test_seed_preset_is_the_teaching_recipe():
+    c = make_config("seed")
+    assert (c.model, c.lr, c.momentum, c.weight_decay, c.batch_size) == \
+        ("resnet18-tv", 0.01, 0.9, 5e-4, 128)
+    assert (c.schedule, c.t_max, c.patience, c.crop_padding, c.flip, c.rotation) == \
+        ("cosine", 100, 10, 4, True, 10)
+    assert c.color_jitter == (0.2,) * 4 and c.mean == c.std == (0.5,) * 3
+    assert c.val_size > 0  # early stopping looks at validation accuracy, not the train loss

@@ -1,0 +1,124 @@
+import csv
+import json
+
+import pytest
+import torch
+
+from cifarlab import evaluate, load_model, train
+from cifarlab.config import make_config
+from cifarlab.data import load_cifar
+from cifarlab.evaluate import predict_logits
+from cifarlab.train import Trainer, TrainingError, lr_factor
+
+TINY = dict(model="fastnet", model_args={"widths": [8, 16, 16], "stem_width": 8},
+            batch_size=32, val_size=50, lr=0.05, warmup_epochs=0, epochs=2)
+
+
+def tiny_config(fake_data, tmp_path, **kw):
+    return make_config("fast", **{**TINY, "data_dir": str(fake_data),
+                                  "run_dir": str(tmp_path / "run"), **kw})
+
+
+def test_training_lowers_the_loss(fake_data, tmp_path):
+    cfg = tiny_config(fake_data, tmp_path, epochs=8, lr=0.2, label_smoothing=0.0)
+    t = Trainer(cfg, quiet=True)
+
+    def loss():
+        return t.evaluate(t.data.train_images, t.data.train_labels)["loss"]
+
+    before = loss()
+    for epoch in range(1, 9):
+        t.train_epoch(epoch)
+    assert loss() < 0.7 * before
+
+
+def test_run_folder_holds_everything(fake_data, tmp_path):
+    m = train(tiny_config(fake_data, tmp_path), quiet=True)
+    run = tmp_path / "run"
+    assert {p.name for p in run.iterdir()} >= {"config.json", "metrics.csv", "metrics.json",
+                                               "best.pt", "last.pt", "train.log"}
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved == json.loads(json.dumps(m))
+    for key in ("test_top1", "test_top5", "per_class", "epochs", "train_seconds",
+                "total_seconds", "device", "torch_version"):
+        assert key in saved
+    assert 0 <= saved["test_top1"] <= saved["test_top5"] <= 100 and saved["epochs"] == 2
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[1]["val_acc"]) >= 0
+    assert json.loads((run / "config.json").read_text())["model"] == "fastnet"
+    log = (run / "train.log").read_text()
+    assert "epoch   2/2" in log and "test accuracy" in log and "eta" in log
+
+
+def test_checkpoint_round_trip_gives_the_same_predictions(fake_data, tmp_path):
+    m = train(tiny_config(fake_data, tmp_path), quiet=True)
+    model = load_model(tmp_path / "run")
+    assert not model.training and model.cifarlab_classes[3] == "cat"
+    data = load_cifar("cifar10", fake_data, download=False, val_size=50)
+    logits = predict_logits(model, data.test_images, model.cifarlab_mean, model.cifarlab_std)
+    acc = 100 * (logits.argmax(1) == data.test_labels).float().mean().item()
+    assert acc == pytest.approx(m["test_top1"])
+    again = evaluate(tmp_path / "run" / "best.pt", device="cpu")
+    assert again["top1"] == pytest.approx(m["test_top1"])
+    assert sum(map(sum, again["confusion"])) == 100
+
+
+def test_seeded_runs_repeat_exactly(fake_data, tmp_path):
+    a = train(tiny_config(fake_data, tmp_path / "a"), quiet=True)
+    b = train(tiny_config(fake_data, tmp_path / "b"), quiet=True)
+    c = train(tiny_config(fake_data, tmp_path / "c", seed=1), quiet=True)
+    assert a["test_loss"] == b["test_loss"] and a["test_loss"] != c["test_loss"]
+
+
+def test_early_stopping_on_validation_accuracy(fake_data, tmp_path):
+    # With a vanishing learning rate nothing improves after epoch 1.
+    m = train(tiny_config(fake_data, tmp_path, epochs=20, patience=2, lr=1e-12,
+                          schedule="constant"), quiet=True)
+    assert m["epochs"] == 3 and m["best_epoch"] == 1
+    assert "early stop" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_without_validation_split_the_last_epoch_is_kept(fake_data, tmp_path):
+    m = train(tiny_config(fake_data, tmp_path, val_size=0, epochs=2), quiet=True)
+    assert m["best_epoch"] == 2 and m["best_val_acc"] is None
+
+
+def test_ema_mixup_cutout_and_adamw_train(fake_data, tmp_path):
+    m = train(tiny_config(fake_data, tmp_path, ema_decay=0.9, mixup_alpha=0.4, cutout=8,
+                          optimizer="adamw", lr=1e-3, rotation=10,
+                          color_jitter=(0.2, 0.2, 0.2, 0.1)), quiet=True)
+    assert m["epochs"] == 2 and m["test_loss"] < 10
+
+
+def test_a_diverging_loss_stops_the_run(fake_data, tmp_path):
+    t = Trainer(tiny_config(fake_data, tmp_path), quiet=True)
+    t.model.register_forward_hook(lambda mod, inp, out: out * float("nan"))
+    with pytest.raises(TrainingError, match="became nan in epoch 1.*Lower --lr"):
+        t.fit()
+
+
+def test_a_run_folder_is_never_reused(fake_data, tmp_path):
+    train(tiny_config(fake_data, tmp_path), quiet=True)
+    with pytest.raises(Exception, match="already holds a run"):
+        train(tiny_config(fake_data, tmp_path), quiet=True)
+
+
+def test_learning_rate_schedules():
+    cfg = make_config("fast", epochs=10, warmup_epochs=2, schedule="onecycle")
+    assert [lr_factor(cfg, t) for t in (0, 1, 2, 6, 10)] == [0, 0.5, 1, 0.5, 0]
+    cos = make_config("seed", t_max=100, epochs=300)
+    assert lr_factor(cos, 0) == 1 and lr_factor(cos, 50) == pytest.approx(0.5)
+    assert lr_factor(cos, 100) == pytest.approx(0) and lr_factor(cos, 200) == pytest.approx(1)
+    step = make_config("fast", schedule="step", step_size=3, gamma=0.1, warmup_epochs=0)
+    assert lr_factor(step, 2.9) == 1 and lr_factor(step, 3) == pytest.approx(0.1)
+    flat = make_config("fast", schedule="constant", warmup_epochs=4)
+    assert lr_factor(flat, 1) == 0.25 and lr_factor(flat, 8) == 1
+
+
+def test_optimizer_groups_spare_norms_and_biases_when_asked(fake_data, tmp_path):
+    t = Trainer(tiny_config(fake_data, tmp_path, decay_norm_and_bias=False), quiet=True)
+    decay, no_decay = t.optimizer.param_groups
+    assert all(p.ndim > 1 for p in decay["params"]) and no_decay["weight_decay"] == 0
+    assert all(p.ndim == 1 for p in no_decay["params"]) and no_decay["params"]
+    assert torch.is_tensor(decay["params"][0])
