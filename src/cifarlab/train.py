@@ -20,7 +20,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import cifarlab
 from cifarlab.augment import Augmenter, mixup
-from cifarlab.checkpoint import save_checkpoint
+from cifarlab.checkpoint import load_checkpoint, save_checkpoint
 from cifarlab.config import Config, make_config
 from cifarlab.data import CifarData, default_data_dir, load_cifar
 from cifarlab.errors import CifarlabError
@@ -218,8 +218,7 @@ class Trainer:
     def finish(self, epochs_run: int, best_epoch: int, best_val: float | None,
                train_seconds: float, start: float) -> dict[str, Any]:
         """Evaluate the best checkpoint once on the test set and write metrics.json."""
-        best = torch.load(self.run_dir / "best.pt", map_location=self.device, weights_only=True)
-        self.eval_model.load_state_dict(best["state_dict"])
+        self.eval_model.load_state_dict(load_checkpoint(self.run_dir / "best.pt")["state_dict"])
         test = self.evaluate(self.data.test_images, self.data.test_labels)
         metrics = {
             "test_top1": test["top1"], "test_top5": test["top5"], "test_loss": test["loss"],
