@@ -117,3 +117,19 @@ def test_augmenter_with_everything_off_only_normalises():
     images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=gen(1))
     expected = (images.float() / 255 - 0.5) / 0.5
     assert torch.allclose(Augmenter(cfg)(images, gen()), expected)
+
+
+def test_reflect_crop_uses_mirrored_borders(x):
+    out = random_crop(x, 2, gen(), mode="reflect")
+    padded = torch.nn.functional.pad(x, (2,) * 4, mode="reflect")
+    assert all(any(torch.equal(out[i], padded[i, :, dy:dy + 32, dx:dx + 32])
+                   for dy in range(5) for dx in range(5)) for i in range(len(x)))
+
+
+def test_flip_mask_replaces_the_random_flip(x):
+    cfg = make_config("fast", crop_padding=0)
+    images = (x * 255).to(torch.uint8)
+    mask = torch.arange(16) % 2 == 0
+    out = Augmenter(cfg)(images, gen(), flip_mask=mask)
+    plain = Augmenter(make_config("fast", crop_padding=0, flip=False))(images, gen())
+    assert torch.equal(out[mask], plain[mask].flip(3)) and torch.equal(out[~mask], plain[~mask])

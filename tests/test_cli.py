@@ -22,7 +22,7 @@ def test_help_lists_every_option_with_its_default():
                  "--data-dir", "--run-dir", "--dataset", "--config", "--preset",
                  "--label-smoothing", "--mixup-alpha", "--cutout", "--ema-decay", "--amp"):
         assert flag in out
-    assert "(default: fastnet)" in out and "(default: 10)" in out
+    assert "(default: fastnet)" in out and "(default: 4)" in out
 
 
 def test_entry_point_is_installed():

@@ -26,9 +26,34 @@ def test_cifar_resnet_keeps_resolution_and_tv_resnet_is_torchvisions():
 
 
 def test_model_arguments_and_unknown_names():
-    small = create_model("fastnet", widths=(8, 16, 32), stem_width=8)
+    small = create_model("fastnet", widths=(8, 16, 32), whiten_width=8)
     assert small.head.in_features == 32
     with pytest.raises(KeyError, match="unknown model 'resnet999'.*fastnet"):
         create_model("resnet999")
     with pytest.raises(ValueError, match="does not accept"):
         create_model("resnet18", depth=50)
+
+
+def test_whitening_layer_decorrelates_patches():
+    """After init_from_data, the 2x2 conv's outputs on the same images have ~identity covariance
+    (up to the +/- pairs); before, they are strongly correlated."""
+    torch.manual_seed(0)
+    base = torch.rand(200, 1, 32, 32)
+    images = base + 0.1 * torch.rand(200, 3, 32, 32)  # channels nearly identical: correlated
+    model = create_model("fastnet")
+    model.init_from_data(images, eps=1e-6)
+    with torch.no_grad():
+        out = model.whiten(images) - model.whiten.bias.view(1, -1, 1, 1)
+    k = model.whiten.out_channels // 2
+    feats = out[:, :k].permute(0, 2, 3, 1).reshape(-1, k)
+    cov = torch.cov(feats.T)
+    assert torch.allclose(cov, torch.eye(k), atol=0.05)
+    assert torch.allclose(out[:, k:], -out[:, :k])  # the negated twins
+    assert not model.whiten.weight.requires_grad
+
+
+def test_fastnet_convs_start_as_identities():
+    model = create_model("fastnet", widths=(8, 16, 16), whiten_width=8)
+    conv = model.groups[1][4]  # second conv of the second group, 16 -> 16 channels
+    x = torch.randn(1, 16, 5, 5)
+    assert torch.allclose(conv(x), x, atol=1e-6)

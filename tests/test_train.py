@@ -10,8 +10,9 @@ from cifarlab.data import load_cifar
 from cifarlab.evaluate import predict_logits
 from cifarlab.train import Trainer, TrainingError, lr_factor
 
-TINY = dict(model="fastnet", model_args={"widths": [8, 16, 16], "stem_width": 8},
-            batch_size=32, val_size=50, lr=0.05, warmup_epochs=0, epochs=2)
+TINY = dict(model="fastnet", model_args={"widths": [8, 16, 16], "whiten_width": 8},
+            batch_size=32, val_size=50, lr=0.05, warmup_epochs=0, epochs=2, amp="off",
+            tta="none")
 
 
 def tiny_config(fake_data, tmp_path, **kw):
@@ -84,6 +85,12 @@ def test_without_validation_split_the_last_epoch_is_kept(fake_data, tmp_path):
     assert m["best_epoch"] == 2 and m["best_val_acc"] is None
 
 
+def test_bf16_autocast_on_the_cpu(fake_data, tmp_path):
+    m = train(tiny_config(fake_data, tmp_path, amp="bf16"), quiet=True)
+    assert m["epochs"] == 2 and m["test_loss"] < 10
+    assert "precision bfloat16" in (tmp_path / "run" / "train.log").read_text()
+
+
 def test_ema_mixup_cutout_and_adamw_train(fake_data, tmp_path):
     m = train(tiny_config(fake_data, tmp_path, ema_decay=0.9, mixup_alpha=0.4, cutout=8,
                           optimizer="adamw", lr=1e-3, rotation=10,
@@ -122,3 +129,47 @@ def test_optimizer_groups_spare_norms_and_biases_when_asked(fake_data, tmp_path)
     assert all(p.ndim > 1 for p in decay["params"]) and no_decay["weight_decay"] == 0
     assert all(p.ndim == 1 for p in no_decay["params"]) and no_decay["params"]
     assert torch.is_tensor(decay["params"][0])
+
+
+def test_alternating_flip_flips_each_image_the_other_way_each_epoch(fake_data, tmp_path):
+    t = Trainer(tiny_config(fake_data, tmp_path, alternate_flip=True), quiet=True)
+    seen = []
+    t.augment = lambda images, g, flips: seen.append(flips) or torch.zeros(
+        len(images), 3, 32, 32)
+    t.train_model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10))
+    t.optimizer = torch.optim.SGD(t.train_model.parameters(), lr=0.1)
+    t.scheduler = torch.optim.lr_scheduler.LambdaLR(t.optimizer, lambda s: 1.0)
+    t.order_gen.manual_seed(0)
+    t.train_epoch(1)
+    first = torch.cat(seen)
+    seen.clear()
+    t.order_gen.manual_seed(0)  # same order again, to compare image by image
+    t.train_epoch(2)
+    assert torch.equal(torch.cat(seen), ~first) and 0.3 < first.float().mean() < 0.7
+
+
+def test_test_time_augmentation(fake_data, tmp_path):
+    from cifarlab.evaluate import tta_logits
+
+    t = Trainer(tiny_config(fake_data, tmp_path), quiet=True)
+    model = t.model.eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        plain, flip = tta_logits(model, x), tta_logits(model, x, "flip")
+        both = tta_logits(model, x, "flip-translate")
+        assert torch.allclose(flip, 0.5 * (model(x) + model(x.flip(3))))
+        symmetric = torch.cat([x[..., :16], x[..., :16].flip(3)], 3)  # a mirror-symmetric image
+        assert torch.allclose(tta_logits(model, symmetric, "flip"), model(symmetric), atol=1e-5)
+    assert both.shape == plain.shape and not torch.allclose(both, flip)
+    m = train(tiny_config(fake_data, tmp_path / "tta", tta="flip-translate"), quiet=True)
+    assert evaluate(tmp_path / "tta" / "run")["tta"] == "flip-translate"
+    assert evaluate(tmp_path / "tta" / "run")["top1"] == pytest.approx(m["test_top1"])
+
+
+def test_norm_and_bias_learning_rate_scale_keeps_their_decay_per_step(fake_data, tmp_path):
+    t = Trainer(tiny_config(fake_data, tmp_path, norm_bias_lr_scale=64, weight_decay=1e-3,
+                            decay_norm_and_bias=True, warmup_epochs=0, schedule="constant"),
+                quiet=True)
+    weights, others = t.optimizer.param_groups
+    assert others["lr"] == pytest.approx(64 * weights["lr"])
+    assert others["lr"] * others["weight_decay"] == pytest.approx(weights["lr"] * 1e-3)

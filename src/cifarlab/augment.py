@@ -26,10 +26,11 @@ def _per_sample(v: torch.Tensor) -> torch.Tensor:
     return v.view(-1, 1, 1, 1)
 
 
-def random_crop(x: torch.Tensor, padding: int, g: torch.Generator) -> torch.Tensor:
-    """Zero-pad by `padding`, then cut a random HxW window per image (a random translation)."""
+def random_crop(x: torch.Tensor, padding: int, g: torch.Generator,
+                mode: str = "zeros") -> torch.Tensor:
+    """Pad by `padding` (zeros or reflection), then cut a random HxW window per image."""
     b, _, h, w = x.shape
-    padded = F.pad(x, (padding,) * 4)
+    padded = F.pad(x, (padding,) * 4, mode="constant" if mode == "zeros" else mode)
     dy = torch.randint(0, 2 * padding + 1, (b,), generator=g, device=x.device)
     dx = torch.randint(0, 2 * padding + 1, (b,), generator=g, device=x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
@@ -38,10 +39,14 @@ def random_crop(x: torch.Tensor, padding: int, g: torch.Generator) -> torch.Tens
     return padded[batch, :, rows, cols].permute(0, 3, 1, 2).contiguous()  # (B,H,W,C) -> NCHW
 
 
+def flip_where(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the images whose mask entry is True."""
+    return torch.where(_per_sample(mask), x.flip(3), x)
+
+
 def random_flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     """Mirror each image left-right with probability 1/2."""
-    flip = torch.rand(x.shape[0], generator=g, device=x.device) < 0.5
-    return torch.where(_per_sample(flip), x.flip(3), x)
+    return flip_where(x, torch.rand(x.shape[0], generator=g, device=x.device) < 0.5)
 
 
 def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
@@ -164,12 +169,16 @@ class Augmenter:
     def __init__(self, cfg: Config):
         self.cfg = cfg
 
-    def __call__(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, g: torch.Generator,
+                 flip_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`flip_mask` (bool per image) replaces the random flip, for alternating flips."""
         c = self.cfg
         x = to_float(images)
         if c.crop_padding:
-            x = random_crop(x, c.crop_padding, g)
-        if c.flip:
+            x = random_crop(x, c.crop_padding, g, c.crop_mode)
+        if flip_mask is not None:
+            x = flip_where(x, flip_mask)
+        elif c.flip:
             x = random_flip(x, g)
         if c.rotation:
             x = random_rotation(x, c.rotation, g)

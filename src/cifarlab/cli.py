@@ -66,9 +66,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT")
     ev.add_argument("--data-dir", help="dataset folder (default: the one used in training)")
     ev.add_argument("--split", choices=("test", "val"), default="test")
-    ev.add_argument("--batch-size", type=int, default=1000)
+    ev.add_argument("--batch-size", type=int, help="default: the run's eval batch size")
+    ev.add_argument("--tta", choices=("none", "flip", "flip-translate"),
+                    help="test-time augmentation (default: the run's setting)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+    b = sub.add_parser(
+        "bench", help="run presets over several seeds: accuracy, wall time, peak memory",
+        description="Run each preset once per seed, each as its own `cifarlab train` process, "
+                    "and write accuracy (mean ± std), wall time and peak memory to a JSON file. "
+                    "Options after `--` go to every `cifarlab train`.")
+    b.add_argument("presets", nargs="*", metavar="PRESET", help=f"of: {', '.join(PRESETS)}")
+    b.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default: 1)")
+    b.add_argument("--data-dir", help="dataset folder, passed to every run")
+    b.add_argument("--out", default="bench.json", help="results file (default: bench.json)")
+    b.add_argument("--runs-dir", help="where the run folders go (default: a temporary folder)")
+    b.add_argument("--table", metavar="RESULTS", help="only print RESULTS as a Markdown table")
 
     sub.add_parser("models", help="list the registered models")
     sub.add_parser("presets", help="list the named presets and what they set")
@@ -89,7 +103,7 @@ def cmd_evaluate(args: dict) -> int:
     from cifarlab.evaluate import evaluate, format_confusion, format_per_class
 
     m = evaluate(args["checkpoint"], args["data_dir"], args["split"], args["batch_size"],
-                 args["device"])
+                 args["device"], tta=args["tta"])
     if args["json"]:
         print(json.dumps(m, indent=2))
         return 0
@@ -97,6 +111,26 @@ def cmd_evaluate(args: dict) -> int:
           f"loss {m['loss']:.4f}  ({m['count']} images, {m['checkpoint']})")
     print(format_per_class(m))
     print(format_confusion(m))
+    return 0
+
+
+def cmd_bench(args: dict) -> int:
+    from pathlib import Path
+
+    from cifarlab.bench import bench, markdown_table
+
+    if args["table"]:
+        print(markdown_table(json.loads(Path(args["table"]).read_text())))
+        return 0
+    unknown = [p for p in args["presets"] if p not in PRESETS]
+    if not args["presets"] or unknown:
+        raise CifarlabError(f"name presets to run (unknown: {', '.join(unknown) or 'none'}); "
+                            f"choose from {', '.join(PRESETS)}")
+    if args["seeds"] < 1:
+        raise CifarlabError("--seeds must be at least 1")
+    extra = args["train_args"] + (["--data-dir", args["data_dir"]] if args["data_dir"] else [])
+    bench(args["presets"], args["seeds"], Path(args["out"]),
+          Path(args["runs_dir"]) if args["runs_dir"] else None, extra)
     return 0
 
 
@@ -131,11 +165,17 @@ def cmd_presets(args: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `cifarlab bench ... -- TRAIN OPTIONS`: what follows `--` goes to every training run.
+    passthrough = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
     args = vars(build_parser().parse_args(argv))
     command = args.pop("command")
+    if command == "bench":
+        args["train_args"] = passthrough
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "models": cmd_models,
-                "presets": cmd_presets}[command](args)
+                "presets": cmd_presets, "bench": cmd_bench}[command](args)
     except CifarlabError as e:
         print(f"cifarlab: error: {e}", file=sys.stderr)
         return 2

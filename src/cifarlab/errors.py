@@ -9,5 +9,9 @@ class DataError(CifarlabError):
     """The dataset is missing, corrupt, or cannot be downloaded."""
 
 
+class ModelError(CifarlabError, ValueError):
+    """A model that cannot be built with the arguments given."""
+
+
 class CheckpointError(CifarlabError):
     """A checkpoint or run folder that cannot be loaded."""

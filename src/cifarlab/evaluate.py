@@ -11,13 +11,28 @@ import torch.nn.functional as F
 from torch import nn
 
 from cifarlab.augment import normalize, to_float
-from cifarlab.runtime import autocast, resolve_device
+from cifarlab.runtime import amp_dtype, autocast, resolve_device
+
+
+def tta_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
+    """Logits averaged over test-time views: the image and its mirror (flip), and for
+    flip-translate also both shifted one pixel up-left and down-right (reflect-padded)."""
+    if tta == "none":
+        return model(x).float()
+    logits = 0.5 * (model(x).float() + model(x.flip(3)).float())
+    if tta == "flip-translate":
+        padded = F.pad(x, (1,) * 4, mode="reflect")
+        h, w = x.shape[2:]
+        shifted = [padded[:, :, :h, :w], padded[:, :, 2:, 2:]]
+        logits = 0.5 * logits + 0.25 * sum(tta_logits(model, s, "flip") for s in shifted)
+    return logits
 
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: torch.Tensor, mean: Sequence[float],
                    std: Sequence[float], batch_size: int = 1000,
-                   amp: torch.dtype | None = None, channels_last: bool = False) -> torch.Tensor:
+                   amp: torch.dtype | None = None, channels_last: bool = False,
+                   tta: str = "none") -> torch.Tensor:
     """Float32 logits of uint8 images (N, 3, 32, 32), on the device the model is on."""
     device = next(model.parameters()).device
     was_training = model.training
@@ -28,7 +43,7 @@ def predict_logits(model: nn.Module, images: torch.Tensor, mean: Sequence[float]
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp):
-            out.append(model(x).float())
+            out.append(tta_logits(model, x, tta))
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 0, device=device)
 
@@ -56,9 +71,10 @@ def compute_metrics(logits: torch.Tensor, labels: torch.Tensor,
 
 
 def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None,
-             split: str = "test", batch_size: int = 1000, device: str = "auto",
-             download: bool = True) -> dict[str, Any]:
-    """Evaluate a run folder or checkpoint on the test set (or `split="val"`, as in training)."""
+             split: str = "test", batch_size: int | None = None, device: str = "auto",
+             download: bool = True, tta: str | None = None) -> dict[str, Any]:
+    """Evaluate a run folder or checkpoint on the test set (or `split="val"`, as in training).
+    Test-time augmentation, precision and batch size default to the run's own settings."""
     from cifarlab.checkpoint import load_checkpoint, model_from_checkpoint
     from cifarlab.data import load_cifar
 
@@ -70,9 +86,12 @@ def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None =
     images, labels = {"test": (data.test_images, data.test_labels),
                       "val": (data.val_images, data.val_labels)}[split]
     model = model_from_checkpoint(state).to(dev)
-    logits = predict_logits(model, images, state["mean"], state["std"], batch_size)
+    tta = tta or cfg.get("tta", "none")
+    logits = predict_logits(model, images, state["mean"], state["std"],
+                            batch_size or cfg["eval_batch_size"],
+                            amp_dtype(cfg.get("amp", "off"), dev), tta=tta)
     metrics = compute_metrics(logits, labels, state["classes"])
-    metrics.update(split=split, checkpoint=str(checkpoint), device=str(dev))
+    metrics.update(split=split, checkpoint=str(checkpoint), device=str(dev), tta=tta)
     return metrics
 
 

@@ -19,7 +19,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import cifarlab
-from cifarlab.augment import Augmenter, mixup
+from cifarlab.augment import Augmenter, mixup, normalize, to_float
 from cifarlab.checkpoint import load_checkpoint, save_checkpoint
 from cifarlab.config import Config, make_config
 from cifarlab.data import CifarData, default_data_dir, load_cifar
@@ -49,13 +49,14 @@ def lr_factor(cfg: Config, t: float) -> float:
 
 
 def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """Two parameter groups, so that norm weights and biases can be spared weight decay."""
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim > 1 or cfg.decay_norm_and_bias else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    """Two parameter groups: conv/linear weights, and norm weights and biases, which can have
+    their own learning rate (same decay per step) or no weight decay at all."""
+    weights = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    others = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    scale = cfg.norm_bias_lr_scale
+    groups = [{"params": weights, "weight_decay": cfg.weight_decay},
+              {"params": others, "lr": cfg.lr * scale,
+               "weight_decay": cfg.weight_decay / scale if cfg.decay_norm_and_bias else 0.0}]
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
@@ -101,8 +102,12 @@ class Trainer:
 
         seed_everything(cfg.seed)
         self.model = create_model(cfg.model, len(self.classes), **cfg.model_args).to(self.device)
+        if hasattr(self.model, "init_from_data"):  # e.g. fastnet's patch-whitening layer
+            sample = self.data.train_images[:5000]
+            self.model.init_from_data(normalize(to_float(sample), cfg.mean, cfg.std))
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.train_model = torch.compile(self.model) if cfg.compile else self.model
         self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
                                   use_buffers=True) if cfg.ema_decay else None)
         self.optimizer = build_optimizer(self.model, cfg)
@@ -113,6 +118,9 @@ class Trainer:
         self.augment = Augmenter(cfg)
         self.order_gen = torch.Generator().manual_seed(cfg.seed)
         self.aug_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        # Alternating flip: each image's first-epoch flip is random, then it alternates.
+        self.flip_bits = (torch.rand(len(self.data.train_images), generator=self.aug_gen,
+                                     device=self.device) < 0.5) if cfg.alternate_flip else None
 
         self.run_dir = make_run_dir(cfg)
         self.log = RunLog(self.run_dir / "train.log", quiet)
@@ -126,7 +134,7 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> tuple[float, float]:
         """One pass over a fresh permutation of the training set: (mean loss, accuracy %)."""
-        cfg, model = self.cfg, self.model
+        cfg, model = self.cfg, self.train_model
         model.train()
         n = len(self.data.train_images)
         # Drop the last partial batch: a batch of one would break BatchNorm.
@@ -137,7 +145,8 @@ class Trainer:
         with epoch_bar(self.steps_per_epoch, epoch, cfg.epochs) as bar:
             for step in range(self.steps_per_epoch):
                 idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-                x = self.augment(self.data.train_images[idx], self.aug_gen)
+                flips = None if self.flip_bits is None else self.flip_bits[idx] ^ (epoch % 2 == 0)
+                x = self.augment(self.data.train_images[idx], self.aug_gen, flips)
                 y = self.data.train_labels[idx]
                 if self.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
@@ -156,7 +165,7 @@ class Trainer:
                 self.scaler.update()
                 self.scheduler.step()
                 if self.ema is not None:
-                    self.ema.update_parameters(model)
+                    self.ema.update_parameters(self.model)
                 total_loss += loss.detach() * len(y)
                 correct += (logits.argmax(1) == y).sum()
                 seen += len(y)
@@ -170,7 +179,8 @@ class Trainer:
 
     def evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
         logits = predict_logits(self.eval_model, images, self.cfg.mean, self.cfg.std,
-                                self.cfg.eval_batch_size, self.amp, self.channels_last)
+                                self.cfg.eval_batch_size, self.amp, self.channels_last,
+                                self.cfg.tta)
         return compute_metrics(logits, labels, self.classes)
 
     def save(self, name: str, epoch: int, val_acc: float | None) -> None:

@@ -1,8 +1,12 @@
 """FastNet: the speed-record family (airbench-style) of conv-BN-GELU groups with max-pooling.
 
-Small enough to train to useful accuracy in minutes on a CPU. Each group halves the resolution
-(32 -> 16 -> 8 -> 4), a global max-pool and a linear layer finish.
+A 2x2 "whitening" convolution first (initialised from the training images, see
+`init_from_data`), then three groups that each halve the resolution (31 -> 15 -> 7 -> 3), a
+global max-pool and a linear layer with scaled-down logits. Convolutions start as identities
+(Dirac init), which lets the deep path train from the first step.
 """
+
+from __future__ import annotations
 
 from collections.abc import Sequence
 
@@ -15,36 +19,66 @@ from cifarlab.models.registry import register_model
 class ConvGroup(nn.Sequential):
     """conv -> max-pool -> BN -> GELU -> conv -> BN -> GELU (pooling early saves 3/4 of a conv)."""
 
-    def __init__(self, c_in: int, c_out: int):
+    def __init__(self, c_in: int, c_out: int, bn_momentum: float = 0.1):
         super().__init__(
             nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.MaxPool2d(2),
-            nn.BatchNorm2d(c_out), nn.GELU(),
+            nn.BatchNorm2d(c_out, momentum=bn_momentum), nn.GELU(),
             nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c_out), nn.GELU(),
+            nn.BatchNorm2d(c_out, momentum=bn_momentum), nn.GELU(),
         )
+        for m in self:
+            if isinstance(m, nn.Conv2d):  # identity on the first c_in channels
+                nn.init.dirac_(m.weight.data[: m.in_channels])
+            if isinstance(m, nn.BatchNorm2d):  # scale fixed at 1, only the shift is learnt
+                m.weight.requires_grad_(False)
 
 
 class FastNet(nn.Module):
     def __init__(self, num_classes: int = 10, widths: Sequence[int] = (32, 64, 128),
-                 stem_width: int = 24, logit_scale: float = 1 / 9):
+                 whiten_width: int = 24, logit_scale: float = 1 / 9, bn_momentum: float = 0.1):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, stem_width, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(stem_width), nn.GELU())
-        chans = [stem_width, *widths]
-        self.groups = nn.Sequential(*(ConvGroup(c_in, c_out)
+        if whiten_width % 2:
+            raise ValueError("whiten_width must be even (filters come in +/- pairs)")
+        # 2x2 patches, no padding: 32x32 -> 31x31. Weights are set by init_from_data and frozen.
+        self.whiten = nn.Conv2d(3, whiten_width, 2, padding=0, bias=True)
+        self.whiten.weight.requires_grad_(False)
+        self.act = nn.GELU()
+        chans = [whiten_width, *widths]
+        self.groups = nn.Sequential(*(ConvGroup(c_in, c_out, bn_momentum)
                                       for c_in, c_out in zip(chans, chans[1:], strict=False)))
         self.head = nn.Linear(chans[-1], num_classes, bias=False)
-        # Scaled-down logits let the net start near uniform predictions and train with high lr.
+        # Small logits at the start let the net train at a high learning rate.
         self.logit_scale = logit_scale
 
+    @torch.no_grad()
+    def init_from_data(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """Set the first layer to whiten 2x2 patches of `images` (normalised float, NCHW).
+
+        Its filters are the eigenvectors of the patch covariance scaled by 1/sqrt(eigenvalue),
+        each with its negation, so that after GELU both signs of every component survive.
+        """
+        c = images.shape[1]
+        patches = images.float().unfold(2, 2, 1).unfold(3, 2, 1)  # N, C, 31, 31, 2, 2
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * 4)
+        patches = patches - patches.mean(0)
+        cov = patches.T @ patches / len(patches)
+        eigvals, eigvecs = torch.linalg.eigh(cov.double())
+        k = self.whiten.out_channels // 2
+        order = eigvals.argsort(descending=True)[:k]  # the strongest components first
+        w = (eigvecs[:, order] / torch.sqrt(eigvals[order] + eps)).T.float()
+        w = w.reshape(k, c, 2, 2)
+        self.whiten.weight.copy_(torch.cat([w, -w]).to(self.whiten.weight))
+        self.whiten.bias.zero_()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.groups(self.stem(x))
+        x = self.groups(self.act(self.whiten(x)))
         x = torch.amax(x, dim=(2, 3))
         return self.head(x) * self.logit_scale
 
 
 @register_model("fastnet")
-def fastnet(num_classes: int = 10, widths: Sequence[int] = (32, 64, 128),
-            stem_width: int = 24) -> nn.Module:
-    """Speed-record style conv-BN-GELU net, three pooling groups (widths 32/64/128 by default)."""
-    return FastNet(num_classes, widths=tuple(widths), stem_width=stem_width)
+def fastnet(num_classes: int = 10, widths: Sequence[int] = (32, 64, 128), whiten_width: int = 24,
+            bn_momentum: float = 0.1) -> nn.Module:
+    """Speed-record style net: whitening 2x2 conv, three conv-BN-GELU pooling groups (32/64/128)."""
+    return FastNet(num_classes, widths=tuple(widths), whiten_width=whiten_width,
+                   bn_momentum=bn_momentum)

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from cifarlab.errors import ModelError
+
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
@@ -38,4 +40,4 @@ def create_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
     try:
         return _MODELS[name](num_classes=num_classes, **kwargs)
     except TypeError as e:  # bad model_args
-        raise ValueError(f"model {name!r} does not accept these arguments: {e}") from None
+        raise ModelError(f"model {name!r} does not accept these arguments: {e}") from None

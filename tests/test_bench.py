@@ -1,0 +1,36 @@
+import json
+
+import pytest
+
+from cifarlab.bench import markdown_table, summarize
+from cifarlab.cli import main
+
+
+def test_summary_statistics():
+    runs = [dict(test_top1=a, wall_seconds=w, peak_rss_mb=m)
+            for a, w, m in [(90.0, 100, 900), (92.0, 140, 1100)]]
+    s = summarize(runs)
+    assert s["test_top1"]["mean"] == 91.0 and s["test_top1"]["std"] == pytest.approx(2 ** 0.5)
+    assert s["wall_seconds"]["mean"] == 120 and s["peak_rss_mb"] == 1100 and s["seeds"] == 2
+    assert summarize(runs[:1])["test_top1"]["std"] == 0.0
+
+
+def test_bench_smoke_on_synthetic_data(fake_data, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = ["bench", "tutorial", "--seeds", "2", "--data-dir", str(fake_data), "--out", str(out),
+            "--runs-dir", str(tmp_path / "runs"), "--", "--epochs", "1", "--val-size", "50"]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert [(r["preset"], r["seed"]) for r in result["runs"]] == [("tutorial", 0), ("tutorial", 1)]
+    for r in result["runs"]:
+        assert 0 <= r["test_top1"] <= 100 and r["wall_seconds"] > 0 and r["peak_rss_mb"] > 50
+    assert result["torch_version"] and result["cpu_count"] and "tutorial" in result["summary"]
+    table = capsys.readouterr().out
+    assert "| `tutorial` |" in table and "±" in table
+    assert main(["bench", "--table", str(out)]) == 0
+    assert markdown_table(result) in capsys.readouterr().out
+
+
+def test_bench_needs_known_presets(capsys):
+    assert main(["bench", "turbo"]) == 2
+    assert "choose from fast" in capsys.readouterr().err
