@@ -46,12 +46,12 @@ def run_one(preset: str, seed: int, run_dir: Path, extra: list[str]) -> dict[str
     print("$ " + " ".join(cmd[2:]), flush=True)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd)
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, usage = os.wait4(proc.pid, 0)  # unlike wait(), gives this child's peak memory
     wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise CifarlabError(f"the run `{' '.join(cmd[2:])}` failed (exit {proc.returncode}); "
-                            "its output is above")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise CifarlabError(f"the run `{' '.join(cmd[2:])}` failed (exit {code}); its output "
+                            "is above")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     return {"preset": preset, "seed": seed, "test_top1": metrics["test_top1"],
             "test_top5": metrics["test_top5"], "epochs": metrics["epochs"],
