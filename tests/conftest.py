@@ -18,6 +18,12 @@ from cifarlab.data import DATASETS
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
+# A model small enough to train in a second on the fake data; the report is drawn only by the
+# tests about it (it costs a few seconds).
+TINY = dict(model="fastnet", model_args={"widths": [8, 16, 16], "whiten_width": 8},
+            batch_size=32, val_size=50, lr=0.05, warmup_epochs=0, epochs=2, amp="off",
+            tta="none", report=False)
+
 
 def fake_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Rows of 3072 uint8 pixels whose mean colour depends on the class: learnable in a few
@@ -73,6 +79,18 @@ def fake_data(tmp_path: Path) -> Path:
     root = tmp_path / "data"
     write_fake_cifar(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """One finished TINY run on fake data, with its report; shared, so treat it as read-only."""
+    from cifarlab import train
+
+    root = tmp_path_factory.mktemp("trained")
+    write_fake_cifar(root / "data")
+    train(data_dir=str(root / "data"), run_dir=str(root / "run"), quiet=True,
+          **{**TINY, "epochs": 3, "report": True})
+    return root / "run"
 
 
 @pytest.fixture

@@ -6,13 +6,13 @@ import sys
 import pytest
 
 from cifarlab.cli import main
-from test_train import TINY
+from conftest import TINY
 
 
 def tiny_args(fake_data, run_dir):
     return ["--data-dir", str(fake_data), "--run-dir", str(run_dir), "--model", "fastnet",
             "--model-args", json.dumps(TINY["model_args"]), "--batch-size", "32",
-            "--val-size", "50", "--epochs", "2"]
+            "--val-size", "50", "--epochs", "2", "--no-report"]
 
 
 def test_help_lists_every_option_with_its_default():

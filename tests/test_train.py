@@ -9,10 +9,7 @@ from cifarlab.config import make_config
 from cifarlab.data import load_cifar
 from cifarlab.evaluate import predict_logits
 from cifarlab.train import Trainer, TrainingError, lr_factor
-
-TINY = dict(model="fastnet", model_args={"widths": [8, 16, 16], "whiten_width": 8},
-            batch_size=32, val_size=50, lr=0.05, warmup_epochs=0, epochs=2, amp="off",
-            tta="none")
+from conftest import TINY
 
 
 def tiny_config(fake_data, tmp_path, **kw):

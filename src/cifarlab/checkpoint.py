@@ -87,10 +87,12 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> n
     """The trained network of a run folder or checkpoint, in eval mode.
 
     It expects inputs normalised like its training data: `model.cifarlab_mean` /
-    `model.cifarlab_std` hold the normalisation, `model.cifarlab_classes` the class names.
+    `model.cifarlab_std` hold the normalisation, `model.cifarlab_classes` the class names,
+    `model.cifarlab_config` the run's settings.
     """
     state = load_checkpoint(path)
     model = model_from_checkpoint(state).to(device).eval()
     model.cifarlab_classes = state["classes"]
+    model.cifarlab_config = state["config"]
     model.cifarlab_mean, model.cifarlab_std = tuple(state["mean"]), tuple(state["std"])
     return model

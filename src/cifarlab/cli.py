@@ -1,4 +1,4 @@
-"""The `cifarlab` command: train, evaluate, models, presets."""
+"""The `cifarlab` command: train, evaluate, report, predict, export, bench, models, presets."""
 
 from __future__ import annotations
 
@@ -72,6 +72,40 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
+    rep = sub.add_parser(
+        "report", help="draw the pictures and report.html of a run folder",
+        description="Evaluate a run's chosen weights on the test set again and write "
+                    "curves.png, confusion.png, per_class.png, predictions.png, mistakes.png "
+                    "and a self-contained report.html into the run folder.")
+    rep.add_argument("run_dir", metavar="RUN_DIR")
+    rep.add_argument("--data-dir", help="dataset folder (default: the one used in training)")
+    rep.add_argument("--device", default="auto")
+
+    pr = sub.add_parser(
+        "predict", help="classify image files (PNG, JPEG, WebP, BMP, ...) or folders of them",
+        description="Classify images: each is center-cropped to a square, resized to 32x32 "
+                    "(antialiased bicubic), normalised as in training. One line per file; "
+                    "errors go to standard error and make the exit code 1.")
+    pr.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT")
+    pr.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
+    pr.add_argument("--topk", type=int, default=5, help="classes shown per image (default: 5)")
+    pr.add_argument("--json", action="store_true", help="one JSON object per line")
+    pr.add_argument("--batch-size", type=int, default=256)
+    pr.add_argument("--tta", choices=("none", "flip", "flip-translate"),
+                    help="test-time augmentation (default: the run's setting)")
+    pr.add_argument("--device", default="auto")
+
+    ex = sub.add_parser(
+        "export", help="write the model as ONNX or TorchScript, normalisation inside",
+        description="Export for use without cifarlab. Input: float RGB in [0, 1], shape "
+                    "(N, 3, 32, 32), any N; output: logits. Class names are stored in the file.")
+    ex.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT")
+    ex.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    ex.add_argument("-o", "--output", metavar="FILE",
+                    help="default: RUN_DIR/model.onnx or RUN_DIR/model.torchscript.pt")
+    ex.add_argument("--tta", choices=("none", "flip", "flip-translate"),
+                    help="test-time augmentation built into the graph (default: the run's)")
+
     b = sub.add_parser(
         "bench", help="run presets over several seeds: accuracy, wall time, peak memory",
         description="Run each preset once per seed, each as its own `cifarlab train` process, "
@@ -111,6 +145,43 @@ def cmd_evaluate(args: dict) -> int:
           f"loss {m['loss']:.4f}  ({m['count']} images, {m['checkpoint']})")
     print(format_per_class(m))
     print(format_confusion(m))
+    return 0
+
+
+def cmd_report(args: dict) -> int:
+    from cifarlab.report import report_run
+
+    path = report_run(args["run_dir"], args["data_dir"], args["device"])
+    print(f"wrote {path} and its pictures")
+    return 0
+
+
+def cmd_predict(args: dict) -> int:
+    from cifarlab.predict import format_prediction, predict_files
+
+    if args["topk"] < 1 or args["batch_size"] < 1:
+        raise CifarlabError("--topk and --batch-size must be at least 1")
+    failed = 0
+    for r in predict_files(args["checkpoint"], args["images"], args["topk"],
+                           args["batch_size"], args["device"], args["tta"]):
+        if "error" in r:
+            failed += 1
+            print(f"cifarlab: error: {r['file']}: {r['error']}", file=sys.stderr, flush=True)
+        else:
+            print(json.dumps(r) if args["json"] else format_prediction(r), flush=True)
+    if failed:
+        print(f"cifarlab: {failed} file(s) could not be classified", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_export(args: dict) -> int:
+    from cifarlab.export import export_model
+
+    r = export_model(args["checkpoint"], args["format"], args["output"], args["tta"])
+    print(f"wrote {r['path']} ({r['format']}, {len(r['metadata']['classes'])} classes, "
+          f"tta {r['metadata']['tta']}); max logit difference to PyTorch on random input: "
+          f"{r['max_abs_diff']:.2e}")
+    print(f"input: {r['metadata']['input']}")
     return 0
 
 
@@ -174,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     if command == "bench":
         args["train_args"] = passthrough
     try:
-        return {"train": cmd_train, "evaluate": cmd_evaluate, "models": cmd_models,
+        return {"train": cmd_train, "evaluate": cmd_evaluate, "report": cmd_report,
+                "predict": cmd_predict, "export": cmd_export, "models": cmd_models,
                 "presets": cmd_presets, "bench": cmd_bench}[command](args)
     except CifarlabError as e:
         print(f"cifarlab: error: {e}", file=sys.stderr)

@@ -99,6 +99,7 @@ class Config:
     compile: bool = _f(False, "torch.compile the model (pays off in long runs)")
     seed: int = _f(0, "random seed (weights, data order, augmentation)")
     run_dir: str | None = _f(None, "run folder (default: runs/<timestamp>-<preset>)")
+    report: bool = _f(True, "write report.html and its pictures into the run folder at the end")
     preset: str = _f("fast", "named preset the run started from (see `cifarlab presets`)")
 
     def validate(self) -> Config:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cifarlab.augment import normalize, to_float
-from cifarlab.runtime import amp_dtype, autocast, resolve_device
+from cifarlab.runtime import amp_dtype, autocast, resolve_device, use_channels_last
 
 
 def tta_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
@@ -70,11 +70,11 @@ def compute_metrics(logits: torch.Tensor, labels: torch.Tensor,
     }
 
 
-def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None,
-             split: str = "test", batch_size: int | None = None, device: str = "auto",
-             download: bool = True, tta: str | None = None) -> dict[str, Any]:
-    """Evaluate a run folder or checkpoint on the test set (or `split="val"`, as in training).
-    Test-time augmentation, precision and batch size default to the run's own settings."""
+def predict_split(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+                  split: str = "test", batch_size: int | None = None, device: str = "auto",
+                  download: bool = True, tta: str | None = None) -> dict[str, Any]:
+    """A checkpoint's logits on the test (or validation) images, with the images, labels and
+    checkpoint. Test-time augmentation, precision and batch size default to the run's own."""
     from cifarlab.checkpoint import load_checkpoint, model_from_checkpoint
     from cifarlab.data import load_cifar
 
@@ -86,12 +86,25 @@ def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None =
     images, labels = {"test": (data.test_images, data.test_labels),
                       "val": (data.val_images, data.val_labels)}[split]
     model = model_from_checkpoint(state).to(dev)
+    channels_last = use_channels_last(cfg.get("channels_last"), dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     tta = tta or cfg.get("tta", "none")
     logits = predict_logits(model, images, state["mean"], state["std"],
                             batch_size or cfg["eval_batch_size"],
-                            amp_dtype(cfg.get("amp", "off"), dev), tta=tta)
-    metrics = compute_metrics(logits, labels, state["classes"])
-    metrics.update(split=split, checkpoint=str(checkpoint), device=str(dev), tta=tta)
+                            amp_dtype(cfg.get("amp", "off"), dev), channels_last, tta)
+    return dict(state=state, images=images, labels=labels, logits=logits.cpu(), tta=tta,
+                device=str(dev))
+
+
+def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+             split: str = "test", batch_size: int | None = None, device: str = "auto",
+             download: bool = True, tta: str | None = None) -> dict[str, Any]:
+    """Evaluate a run folder or checkpoint on the test set (or `split="val"`, as in training).
+    Test-time augmentation, precision and batch size default to the run's own settings."""
+    p = predict_split(checkpoint, data_dir, split, batch_size, device, download, tta)
+    metrics = compute_metrics(p["logits"], p["labels"], p["state"]["classes"])
+    metrics.update(split=split, checkpoint=str(checkpoint), device=p["device"], tta=p["tta"])
     return metrics
 
 

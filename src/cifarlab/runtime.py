@@ -32,6 +32,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def use_channels_last(setting: bool | None, device: torch.device) -> bool:
+    """Channels-last convolutions are faster on CUDA and on x86 CPUs (measured: 1.5-2x for
+    fastnet and tutorial-cnn on 2 cores); MPS gains nothing from it."""
+    return setting if setting is not None else device.type in ("cuda", "cpu")
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AMX or AVX512-BF16), where bf16 convolutions
     run about twice as fast as float32; elsewhere bf16 is emulated and slower."""

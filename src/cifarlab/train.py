@@ -27,7 +27,13 @@ from cifarlab.errors import CifarlabError
 from cifarlab.evaluate import compute_metrics, format_per_class, predict_logits
 from cifarlab.models import create_model
 from cifarlab.progress import MetricsCSV, RunLog, epoch_bar, epoch_line, format_duration
-from cifarlab.runtime import amp_dtype, autocast, resolve_device, seed_everything
+from cifarlab.runtime import (
+    amp_dtype,
+    autocast,
+    resolve_device,
+    seed_everything,
+    use_channels_last,
+)
 
 
 class TrainingError(CifarlabError):
@@ -90,10 +96,7 @@ class Trainer:
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.amp = amp_dtype(cfg.amp, self.device)
-        # Channels-last convolutions are faster on CUDA and on x86 CPUs (measured: 1.5-2x for
-        # fastnet and tutorial-cnn on 2 cores); MPS gains nothing from it.
-        self.channels_last = (cfg.channels_last if cfg.channels_last is not None
-                              else self.device.type in ("cuda", "cpu"))
+        self.channels_last = use_channels_last(cfg.channels_last, self.device)
         if data is None:
             data = load_cifar(cfg.dataset, cfg.data_dir, cfg.download, cfg.val_size,
                               cfg.split_seed)
@@ -177,11 +180,13 @@ class Trainer:
                 f"are in {self.run_dir / 'last.pt'}. Lower --lr or use --amp off")
         return mean_loss, 100.0 * correct.item() / max(seen, 1)
 
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        return predict_logits(self.eval_model, images, self.cfg.mean, self.cfg.std,
+                              self.cfg.eval_batch_size, self.amp, self.channels_last,
+                              self.cfg.tta)
+
     def evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
-        logits = predict_logits(self.eval_model, images, self.cfg.mean, self.cfg.std,
-                                self.cfg.eval_batch_size, self.amp, self.channels_last,
-                                self.cfg.tta)
-        return compute_metrics(logits, labels, self.classes)
+        return compute_metrics(self.logits(images), labels, self.classes)
 
     def save(self, name: str, epoch: int, val_acc: float | None) -> None:
         save_checkpoint(self.run_dir / name, self.eval_model, self.cfg.to_dict(), self.classes,
@@ -229,7 +234,8 @@ class Trainer:
                train_seconds: float, start: float) -> dict[str, Any]:
         """Evaluate the best checkpoint once on the test set and write metrics.json."""
         self.eval_model.load_state_dict(load_checkpoint(self.run_dir / "best.pt")["state_dict"])
-        test = self.evaluate(self.data.test_images, self.data.test_labels)
+        logits = self.logits(self.data.test_images)
+        test = compute_metrics(logits, self.data.test_labels, self.classes)
         metrics = {
             "test_top1": test["top1"], "test_top5": test["top5"], "test_loss": test["loss"],
             "per_class": test["per_class"], "confusion": test["confusion"],
@@ -246,8 +252,24 @@ class Trainer:
         self.log(f"test accuracy {test['top1']:.2f}% (top-5 {test['top5']:.2f}%) of the "
                  f"chosen weights ({chosen}); trained in {format_duration(train_seconds)}")
         self.log(format_per_class(test))
-        self.log(f"saved {self.run_dir}/best.pt, last.pt, metrics.json, metrics.csv")
+        saved = "best.pt, last.pt, metrics.json, metrics.csv"
+        if self.cfg.report:
+            saved += self.write_report(logits)
+        self.log(f"saved {self.run_dir}/{saved}")
         return metrics
+
+    def write_report(self, logits: torch.Tensor) -> str:
+        """Pictures and report.html; a failure here is reported but loses nothing."""
+        from cifarlab.report import PICTURES, write_report
+
+        try:
+            write_report(self.run_dir, self.data.test_images, self.data.test_labels, logits,
+                         self.classes)
+        except Exception as e:  # the run itself is saved; the report can be redrawn later
+            self.log(f"report not written ({type(e).__name__}: {e}); "
+                     f"retry with: cifarlab report {self.run_dir}")
+            return ""
+        return ", report.html, " + ", ".join(PICTURES)
 
 
 def device_name(device: torch.device) -> str:

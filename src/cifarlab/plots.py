@@ -1,0 +1,145 @@
+"""The report's pictures, drawn with matplotlib's Agg canvas: no window, no display needed.
+
+Each function returns a Figure; `save_png` writes it. Thumbnails are 32×32 images shown with
+nearest-neighbour upscaling (3× or more at the default size) so every pixel stays visible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+WRONG, RIGHT = "#c62828", "#1b5e20"
+BAR, WORST = "#4c78a8", "#c62828"
+MANY_CLASSES = 20  # above this, per-class pictures show the extremes, not every class
+
+
+def save_png(fig: Figure, path: Path, dpi: int = 80) -> Path:
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white")
+    return path
+
+
+def _thumb(image: np.ndarray) -> np.ndarray:
+    """(3, H, W) uint8 -> (H, W, 3) for imshow."""
+    return np.ascontiguousarray(image.transpose(1, 2, 0))
+
+
+def plot_curves(rows: Sequence[dict]) -> Figure:
+    """Loss, accuracy and learning rate per epoch, from metrics.csv's rows."""
+    def column(name: str) -> np.ndarray:
+        return np.array([np.nan if r.get(name) in (None, "") else float(r[name]) for r in rows])
+
+    epochs = column("epoch")
+    fig = Figure(figsize=(14, 4.2), layout="constrained")
+    ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
+    ax_loss.plot(epochs, column("train_loss"), "o-", label="train")
+    if not np.isnan(column("val_loss")).all():
+        ax_loss.plot(epochs, column("val_loss"), "o-", label="validation")
+    ax_loss.set(title="loss", xlabel="epoch")
+    ax_acc.plot(epochs, column("train_acc"), "o-", label="train (augmented)")
+    if not np.isnan(column("val_acc")).all():
+        ax_acc.plot(epochs, column("val_acc"), "o-", label="validation")
+    ax_acc.set(title="accuracy (%)", xlabel="epoch")
+    ax_lr.plot(epochs, column("lr"), "o-", color="gray")
+    ax_lr.set(title="learning rate (end of epoch)", xlabel="epoch")
+    for ax in (ax_loss, ax_acc, ax_lr):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
+    return fig
+
+
+def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str]) -> Figure:
+    """Rows: true class, columns: predicted. Colour is the share of the row, text the count."""
+    counts = np.asarray(confusion)
+    share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    n = len(classes)
+    size = max(7.0, 0.75 * n) if n <= MANY_CLASSES else 14.0
+    fig = Figure(figsize=(size + 1.5, size), layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="share of the true class")
+    if n <= MANY_CLASSES:
+        ax.set_xticks(range(n), classes, rotation=45, ha="right")
+        ax.set_yticks(range(n), classes)
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=10,
+                        color="white" if share[i, j] > 0.5 else "black")
+    ax.set(xlabel="predicted class", ylabel="true class", title="confusion matrix (test set)")
+    return fig
+
+
+def plot_per_class(per_class: dict[str, float | None]) -> Figure:
+    """Horizontal bars, worst class in red; with many classes only the 10 worst and 10 best."""
+    items = sorted(((c, a) for c, a in per_class.items() if a is not None), key=lambda t: t[1])
+    if len(items) > MANY_CLASSES:
+        items = items[:10] + items[-10:]
+        title = f"per-class accuracy: the 10 worst and 10 best of {len(per_class)} classes"
+    else:
+        items = [(c, per_class[c]) for c in per_class if per_class[c] is not None]
+        title = "per-class accuracy (test set)"
+    worst = min(a for _, a in items)
+    names, accs = [c for c, _ in items], [a for _, a in items]
+    fig = Figure(figsize=(9, 0.45 * len(items) + 1.5), layout="constrained")
+    ax = fig.subplots()
+    bars = ax.barh(range(len(items)), accs, color=[WORST if a == worst else BAR for a in accs])
+    ax.set_yticks(range(len(items)), names)
+    ax.invert_yaxis()
+    ax.bar_label(bars, labels=[f"{a:.1f}%" for a in accs], padding=3, fontsize=10)
+    ax.set(xlim=(0, 110), xlabel="accuracy (%)", title=title)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def plot_predictions(images: np.ndarray, labels: np.ndarray, preds: np.ndarray,
+                     classes: Sequence[str], rows: int = 8, cols: int = 8) -> Figure:
+    """A grid of test images titled "true → predicted"; wrong ones red and framed in red."""
+    fig = Figure(figsize=(1.6 * cols, 1.85 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    wrong = int((labels[:rows * cols] != preds[:rows * cols]).sum())
+    fig.suptitle(f"first {rows * cols} test images: true → predicted ({wrong} wrong, in red)",
+                 fontsize=14)
+    for ax, img, y, p in zip(axes, images, labels, preds, strict=False):
+        ok = y == p
+        ax.imshow(_thumb(img), interpolation="nearest")
+        ax.set_title(f"{classes[y]} → {classes[p]}", fontsize=9.5, color=RIGHT if ok else WRONG)
+        _frame(ax, None if ok else WRONG)
+    for ax in axes[len(images):]:
+        ax.set_axis_off()
+    return fig
+
+
+def plot_mistakes(images: np.ndarray, labels: np.ndarray, probs: np.ndarray,
+                  classes: Sequence[str], count: int = 24, cols: int = 6) -> Figure:
+    """The most confidently wrong images: highest predicted probability among the errors."""
+    preds = probs.argmax(1)
+    wrong = np.flatnonzero(preds != labels)
+    wrong = wrong[np.argsort(-probs[wrong, preds[wrong]], kind="stable")][:count]
+    rows = max(1, -(-len(wrong) // cols))
+    fig = Figure(figsize=(2.1 * cols, 2.5 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    fig.suptitle(f"the {len(wrong)} most confidently wrong test images", fontsize=14)
+    for ax, i in zip(axes, wrong, strict=False):
+        ax.imshow(_thumb(images[i]), interpolation="nearest")
+        ax.set_title(f"true: {classes[labels[i]]}\npredicted: {classes[preds[i]]} "
+                     f"{100 * probs[i, preds[i]]:.0f}%", fontsize=10, color=WRONG)
+        _frame(ax, WRONG)
+    for ax in axes[len(wrong):]:
+        ax.set_axis_off()
+    if len(wrong) == 0:
+        axes[0].text(0.5, 0.5, "no mistakes", ha="center", va="center", fontsize=14)
+    return fig
+
+
+def _frame(ax, color: str | None) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(color is not None)
+        if color:
+            spine.set_color(color)
+            spine.set_linewidth(3)

@@ -1,0 +1,195 @@
+"""The run report: pictures (curves, confusion, per-class, predictions, mistakes) and one
+self-contained report.html, written into the run folder at the end of training or on demand
+with `cifarlab report RUN_DIR`."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import torch
+
+from cifarlab import plots
+from cifarlab.errors import CifarlabError
+from cifarlab.evaluate import compute_metrics
+from cifarlab.progress import format_duration
+
+PICTURES = {
+    "curves.png": "Training curves",
+    "confusion.png": "Confusion matrix",
+    "per_class.png": "Accuracy per class",
+    "predictions.png": "Predictions on the first 64 test images",
+    "mistakes.png": "Most confidently wrong",
+}
+
+
+def read_rows(run_dir: Path) -> list[dict[str, str]]:
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def confused_pairs(confusion: list[list[int]], classes: list[str], top: int = 10) -> list[dict]:
+    """The largest off-diagonal cells: which true class is most often taken for which."""
+    counts = np.asarray(confusion)
+    support = counts.sum(1)
+    off = counts.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[:top]
+    pairs = []
+    for flat in order:
+        i, j = divmod(int(flat), len(classes))
+        if off[i, j] == 0:
+            break
+        pairs.append({"true": classes[i], "predicted": classes[j], "count": int(off[i, j]),
+                      "share": 100.0 * off[i, j] / max(support[i], 1)})
+    return pairs
+
+
+def write_report(run_dir: str | os.PathLike, images: torch.Tensor, labels: torch.Tensor,
+                 logits: torch.Tensor, classes: list[str]) -> Path:
+    """Draw the pictures from test-set logits and write report.html; returns its path."""
+    run_dir = Path(run_dir)
+    images_np = images.cpu().numpy()
+    labels_np = labels.cpu().numpy()
+    probs = torch.softmax(logits.float().cpu(), 1).numpy()
+    metrics = compute_metrics(logits.float().cpu(), labels.cpu(), classes)
+    rows = read_rows(run_dir)
+    with matplotlib.rc_context({"font.size": 11}):
+        written = _draw(run_dir, rows, metrics, images_np, labels_np, probs, classes)
+    page = render_html(run_dir, metrics, rows, written)
+    tmp = run_dir / "report.html.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, run_dir / "report.html")
+    return run_dir / "report.html"
+
+
+def _draw(run_dir: Path, rows: list[dict], metrics: dict[str, Any], images: np.ndarray,
+          labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Path]:
+    figures = {
+        "curves.png": plots.plot_curves(rows) if rows else None,
+        "confusion.png": plots.plot_confusion(metrics["confusion"], classes),
+        "per_class.png": plots.plot_per_class(metrics["per_class"]),
+        "predictions.png": plots.plot_predictions(images[:64], labels[:64],
+                                                  probs[:64].argmax(1), classes),
+        "mistakes.png": plots.plot_mistakes(images, labels, probs, classes),
+    }
+    return {name: plots.save_png(fig, run_dir / name)
+            for name, fig in figures.items() if fig is not None}
+
+
+def report_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+               device: str = "auto") -> Path:
+    """Re-evaluate a run's chosen checkpoint on the test set and write its report."""
+    from cifarlab.evaluate import predict_split
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CifarlabError(f"{run_dir} is not a folder; give a run folder made by cifarlab train")
+    p = predict_split(run_dir, data_dir, "test", device=device)
+    return write_report(run_dir, p["images"], p["labels"], p["logits"], p["state"]["classes"])
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _table(rows: list[tuple[str, Any]]) -> str:
+    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+                   for k, v in rows)
+    return f"<table class='kv'>{body}</table>"
+
+
+def _summary(metrics: dict[str, Any], saved: dict[str, Any]) -> list[tuple[str, Any]]:
+    best_val = saved.get("best_val_acc")
+    chosen = (f"epoch {saved['best_epoch']} (validation {best_val:.2f}%)" if best_val is not None
+              else f"epoch {saved['best_epoch']} (last; no validation split)"
+              if "best_epoch" in saved else "unknown")
+    rows = [("test top-1", f"{metrics['top1']:.2f}%"), ("test top-5", f"{metrics['top5']:.2f}%"),
+            ("test loss", f"{metrics['loss']:.4f}"), ("test images", metrics["count"]),
+            ("weights tested", chosen)]
+    if "epochs" in saved:
+        rows += [("epochs run", saved["epochs"]),
+                 ("training time", format_duration(saved["train_seconds"])),
+                 ("device", f"{saved.get('device', '?')} ({saved.get('device_name', '?')})"),
+                 ("torch / cifarlab", f"{saved.get('torch_version')} / "
+                                      f"{saved.get('cifarlab_version')}")]
+    return rows
+
+
+def _per_class_table(metrics: dict[str, Any]) -> str:
+    per_class = {c: a for c, a in metrics["per_class"].items() if a is not None}
+    worst = min(per_class, key=per_class.get) if per_class else None
+    body = "".join(
+        f"<tr{' class=worst' if c == worst else ''}><td>{html.escape(c)}</td>"
+        f"<td>{'n/a' if a is None else f'{a:.2f}%'}</td></tr>"
+        for c, a in sorted(metrics["per_class"].items(), key=lambda t: (t[1] is None, t[1])))
+    return f"<table><tr><th>class</th><th>accuracy</th></tr>{body}</table>"
+
+
+def _pairs_table(metrics: dict[str, Any]) -> str:
+    pairs = confused_pairs(metrics["confusion"], metrics["classes"])
+    body = "".join(f"<tr><td>{html.escape(p['true'])}</td><td>{html.escape(p['predicted'])}"
+                   f"</td><td>{p['count']}</td><td>{p['share']:.1f}%</td></tr>" for p in pairs)
+    return ("<table><tr><th>true</th><th>predicted as</th><th>images</th>"
+            f"<th>share of the true class</th></tr>{body}</table>")
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"<img src='data:image/png;base64,{data}' alt='{html.escape(alt)}'>"
+
+
+def render_html(run_dir: Path, metrics: dict[str, Any], rows: list[dict],
+                pictures: dict[str, Path]) -> str:
+    saved = _read_json(run_dir / "metrics.json")
+    config = _read_json(run_dir / "config.json")
+    title = f"cifarlab report: {run_dir.name}"
+    figures = "".join(f"<figure><figcaption>{PICTURES[name]}</figcaption>"
+                      f"{_img(path, PICTURES[name])}</figure>" for name, path in pictures.items())
+    config_rows = [(k, json.dumps(v) if isinstance(v, (list, dict)) else v)
+                   for k, v in config.items()]
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1150px;
+       padding: 0 1rem; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5rem 0 1.5rem; }}
+th, td {{ border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; }}
+table.kv th {{ background: #f5f5f5; }}
+tr.worst td {{ color: #c62828; font-weight: bold; }}
+.cols {{ display: flex; gap: 2rem; flex-wrap: wrap; }}
+figure {{ margin: 1.5rem 0; }} figcaption {{ font-weight: bold; margin-bottom: 0.5rem; }}
+img {{ max-width: 100%; height: auto; border: 1px solid #eee; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>{html.escape(config.get("dataset", "?"))}, model {html.escape(str(config.get("model", "?")))},
+preset {html.escape(str(config.get("preset", "?")))}, seed {config.get("seed", "?")}.
+Test accuracy is measured once, on weights chosen without the test set.
+Report written {datetime.now():%Y-%m-%d %H:%M}.</p>
+{_table(_summary(metrics, saved))}
+<div class="cols">
+<div><h2>Per class (worst first)</h2>{_per_class_table(metrics)}</div>
+<div><h2>Most confused pairs</h2>{_pairs_table(metrics)}</div>
+</div>
+<h2>Pictures</h2>
+{figures}
+<h2>Configuration</h2>
+{_table(config_rows)}
+</body></html>
+"""
