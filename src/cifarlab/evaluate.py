@@ -70,6 +70,17 @@ def compute_metrics(logits: torch.Tensor, labels: torch.Tensor,
     }
 
 
+def for_inference(model: nn.Module, cfg: dict[str, Any], device: torch.device
+                  ) -> tuple[nn.Module, dict[str, Any]]:
+    """The model on `device` in the run's precision and memory format, as training evaluated
+    it; returns it and the matching `predict_logits` keywords (amp, channels_last)."""
+    model = model.to(device).eval()
+    channels_last = use_channels_last(cfg.get("channels_last"), device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, dict(amp=amp_dtype(cfg.get("amp", "off"), device), channels_last=channels_last)
+
+
 def predict_split(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None,
                   split: str = "test", batch_size: int | None = None, device: str = "auto",
                   download: bool = True, tta: str | None = None) -> dict[str, Any]:
@@ -85,14 +96,10 @@ def predict_split(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | N
                       download, cfg["val_size"], cfg["split_seed"])
     images, labels = {"test": (data.test_images, data.test_labels),
                       "val": (data.val_images, data.val_labels)}[split]
-    model = model_from_checkpoint(state).to(dev)
-    channels_last = use_channels_last(cfg.get("channels_last"), dev)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model, fast = for_inference(model_from_checkpoint(state), cfg, dev)
     tta = tta or cfg.get("tta", "none")
     logits = predict_logits(model, images, state["mean"], state["std"],
-                            batch_size or cfg["eval_batch_size"],
-                            amp_dtype(cfg.get("amp", "off"), dev), channels_last, tta)
+                            batch_size or cfg["eval_batch_size"], tta=tta, **fast)
     return dict(state=state, images=images, labels=labels, logits=logits.cpu(), tta=tta,
                 device=str(dev))
 

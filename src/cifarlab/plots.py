@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 WRONG, RIGHT = "#c62828", "#1b5e20"
 BAR, WORST = "#4c78a8", "#c62828"
@@ -35,7 +36,7 @@ def plot_curves(rows: Sequence[dict]) -> Figure:
     epochs = column("epoch")
     fig = Figure(figsize=(14, 4.2), layout="constrained")
     ax_loss, ax_acc, ax_lr = fig.subplots(1, 3)
-    ax_loss.plot(epochs, column("train_loss"), "o-", label="train")
+    ax_loss.plot(epochs, column("train_loss"), "o-", label="train (as optimised)")
     if not np.isnan(column("val_loss")).all():
         ax_loss.plot(epochs, column("val_loss"), "o-", label="validation")
     ax_loss.set(title="loss", xlabel="epoch")
@@ -47,6 +48,7 @@ def plot_curves(rows: Sequence[dict]) -> Figure:
     ax_lr.set(title="learning rate (end of epoch)", xlabel="epoch")
     for ax in (ax_loss, ax_acc, ax_lr):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
     return fig

@@ -57,6 +57,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(p) as img:
             img.seek(0)
+            img.draft("RGB", (4 * SIZE, 4 * SIZE))  # JPEG: decode big photos at 1/2..1/8 scale
             img.load()
             img = ImageOps.exif_transpose(img)
             rgb = _to_rgb(img)
@@ -100,32 +101,37 @@ def predict_files(checkpoint: str | os.PathLike, paths: Iterable[str | os.PathLi
                   ) -> Iterator[dict[str, Any]]:
     """Yield, in input order, {"file", "top": [{"class", "probability"}, ...]} for each image,
     or {"file", "error"} for each file that could not be read."""
-    from cifarlab.checkpoint import load_model
-    from cifarlab.evaluate import predict_logits
+    from cifarlab.checkpoint import load_checkpoint, model_from_checkpoint
+    from cifarlab.evaluate import for_inference, predict_logits
     from cifarlab.runtime import resolve_device
 
-    dev = resolve_device(device)
-    model = load_model(checkpoint, dev)
-    tta = tta or model.cifarlab_config.get("tta", "none")
-    classes = model.cifarlab_classes
+    state = load_checkpoint(checkpoint)
+    model, fast = for_inference(model_from_checkpoint(state), state["config"],
+                                resolve_device(device))
+    tta = tta or state["config"].get("tta", "none")
+    classes = state["classes"]
     k = max(1, min(topk, len(classes)))
     entries = expand_inputs(paths)
-    workers = workers or min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(workers) as pool:
-        for start in range(0, len(entries), batch_size):
-            chunk = entries[start:start + batch_size]
-            loaded = pool.map(lambda e: (None, e[1]) if e[1] else _load(e[0]), chunk)
-            results: list[dict[str, Any]] = []
-            good, arrays = [], []
-            for (path, _), (arr, error) in zip(chunk, loaded, strict=True):
+    chunks = [entries[i:i + batch_size] for i in range(0, len(entries), batch_size)]
+    with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 1)) as pool:
+        def decode(chunk: list[tuple[str, str | None]]) -> list:
+            return [pool.submit(_load, path) if error is None else None for path, error in chunk]
+
+        # Decode the next chunk in the threads while the model classifies this one.
+        pending = decode(chunks[0]) if chunks else []
+        for n, chunk in enumerate(chunks):
+            futures, pending = pending, decode(chunks[n + 1]) if n + 1 < len(chunks) else []
+            results, good, arrays = [], [], []
+            for (path, error), fut in zip(chunk, futures, strict=True):
+                arr, error = fut.result() if fut is not None else (None, error)
                 results.append({"file": path, "error": error} if error else {"file": path})
                 if arr is not None:
                     good.append(results[-1])
                     arrays.append(arr)
             if arrays:
                 logits = predict_logits(model, torch.from_numpy(np.stack(arrays)),
-                                        model.cifarlab_mean, model.cifarlab_std,
-                                        batch_size, tta=tta)
+                                        state["mean"], state["std"], batch_size, tta=tta,
+                                        **fast)
                 probs, idx = torch.softmax(logits, 1).topk(k, dim=1)
                 for r, p, i in zip(good, probs.tolist(), idx.tolist(), strict=True):
                     r["top"] = [{"class": classes[c], "probability": q}

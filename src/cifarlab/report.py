@@ -182,7 +182,7 @@ img {{ max-width: 100%; height: auto; border: 1px solid #eee; }}
 preset {html.escape(str(config.get("preset", "?")))}, seed {config.get("seed", "?")}.
 Test accuracy is measured once, on weights chosen without the test set.
 Report written {datetime.now():%Y-%m-%d %H:%M}.</p>
-{_table(_summary(metrics, saved))}
+{_table(_summary(metrics, saved) + [("test-time augmentation", config.get("tta", "none"))])}
 <div class="cols">
 <div><h2>Per class (worst first)</h2>{_per_class_table(metrics)}</div>
 <div><h2>Most confused pairs</h2>{_pairs_table(metrics)}</div>
