@@ -1,7 +1,9 @@
 import dataclasses
 import hashlib
+import http.server
 import pickle
 import tarfile
+import threading
 
 import numpy as np
 import pytest
@@ -162,3 +164,63 @@ def test_real_cifar10_content(real_data):
     digest = hashlib.sha256(x.tobytes() + d.test_labels.numpy().astype(np.uint8).tobytes())
     assert digest.hexdigest() == \
         "8193b3fbce55bec361cd1b8fd4880cb1649832dc4d6de6da1e7a21847a4843aa"
+
+
+class FlakyServer(http.server.BaseHTTPRequestHandler):
+    """Serves `payload`; the first response stops half-way (with the full Content-Length).
+    With `ranges`, it honours "Range: bytes=N-" as servers of big files do."""
+
+    payload, ranges, requests = b"", True, []
+
+    def do_GET(self):
+        cls = type(self)
+        cls.requests.append(self.headers.get("Range"))
+        start = 0
+        if cls.ranges and self.headers.get("Range"):
+            start = int(self.headers["Range"].removeprefix("bytes=").rstrip("-"))
+        body = cls.payload[start:]
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if len(cls.requests) == 1:
+            self.wfile.write(body[:len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def flaky_server():
+    FlakyServer.payload = bytes(range(256)) * 4000
+    FlakyServer.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/f.bin"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("ranges", [True, False])
+def test_a_broken_download_is_retried_resumed_or_restarted(tmp_path, flaky_server, ranges):
+    FlakyServer.ranges = ranges
+    md5 = hashlib.md5(FlakyServer.payload).hexdigest()
+    dest = download(flaky_server, tmp_path / "f.bin", md5, wait=0.01)
+    assert dest.read_bytes() == FlakyServer.payload
+    half = len(FlakyServer.payload) // 2
+    assert FlakyServer.requests == [None, f"bytes={half}-"]  # the second asks for the rest
+    assert not (tmp_path / "f.bin.part").exists()
+
+
+def test_a_download_that_keeps_failing_keeps_its_part_and_is_never_taken_as_done(
+        tmp_path, flaky_server, monkeypatch):
+    FlakyServer.ranges = True
+    dest = tmp_path / "f.bin"
+    with pytest.raises(DataError, match="1 attempts.*partial download is kept"):
+        download(flaky_server, dest, hashlib.md5(FlakyServer.payload).hexdigest(), attempts=1)
+    assert not dest.exists() and (tmp_path / "f.bin.part").stat().st_size > 0
+    download(flaky_server, dest, hashlib.md5(FlakyServer.payload).hexdigest())  # continues
+    assert dest.read_bytes() == FlakyServer.payload

@@ -8,7 +8,8 @@ from cifarlab import evaluate, load_model, train
 from cifarlab.config import make_config
 from cifarlab.data import load_cifar
 from cifarlab.evaluate import predict_logits
-from cifarlab.train import Trainer, TrainingError, lr_factor
+from cifarlab.optim import lr_factor
+from cifarlab.train import Trainer, TrainingError
 from conftest import TINY
 
 

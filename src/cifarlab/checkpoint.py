@@ -34,8 +34,15 @@ def save_checkpoint(path: Path, model: nn.Module, config: dict[str, Any], classe
         **extra,
     }
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch reports a full disk as RuntimeError
+        tmp.unlink(missing_ok=True)
+        reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
+        kept = f"the previous {path.name} is unchanged" if path.exists() else "nothing written"
+        raise CheckpointError(f"cannot write {path}: {reason}; {kept}. Free some space or fix "
+                              "the folder's permissions, then resume the run") from None
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
@@ -73,7 +80,10 @@ def model_from_checkpoint(state: dict[str, Any]) -> nn.Module:
     name = state["model"]
     if name not in list_models():
         raise CheckpointError(f"checkpoint needs model {name!r}, which this cifarlab lacks")
-    model = create_model(name, state["num_classes"], **state.get("model_args", {}))
+    try:
+        model = create_model(name, state["num_classes"], **state.get("model_args", {}))
+    except ValueError as e:  # ModelError: arguments this model does not take
+        raise CheckpointError(f"checkpoint cannot build its model: {e}") from None
     try:
         model.load_state_dict(state["state_dict"])
     except RuntimeError as e:

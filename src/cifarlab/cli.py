@@ -10,6 +10,7 @@ import typing
 
 from cifarlab.config import DEFAULT_PRESET, PRESETS, Config, field_types, make_config
 from cifarlab.errors import CifarlabError
+from cifarlab.runs import TrainingInterrupted
 
 
 def _flag(name: str) -> str:
@@ -60,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="TOML, YAML or JSON file with the same settings")
     train.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS,
                        help="print nothing; the log is still written to the run folder")
+    train.add_argument("--resume", metavar="RUN_DIR", default=argparse.SUPPRESS,
+                       help="continue a stopped run from its last.pt, with its own settings "
+                            "(only --device, --num-threads, --data-dir may be given)")
     _add_config_options(train)
 
     ev = sub.add_parser("evaluate", help="test accuracy, per-class table, confusion matrix")
@@ -127,7 +131,15 @@ def cmd_train(args: dict) -> int:
     from cifarlab.train import train
 
     preset, config_file = args.pop("preset", None), args.pop("config", None)
-    quiet = args.pop("quiet", False)
+    quiet, resume_dir = args.pop("quiet", False), args.pop("resume", None)
+    if resume_dir:
+        from cifarlab.train import resume
+
+        if preset or config_file:
+            raise CifarlabError("--resume continues with the run's own settings; drop "
+                                "--preset and --config")
+        resume(resume_dir, quiet=quiet, **args)
+        return 0
     cfg = make_config(preset, config_file, **args)
     train(cfg, quiet=quiet)
     return 0
@@ -248,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "report": cmd_report,
                 "predict": cmd_predict, "export": cmd_export, "models": cmd_models,
                 "presets": cmd_presets, "bench": cmd_bench}[command](args)
+    except TrainingInterrupted as e:
+        print(f"cifarlab: {e}", file=sys.stderr)
+        return e.exit_code
     except CifarlabError as e:
         print(f"cifarlab: error: {e}", file=sys.stderr)
         return 2

@@ -4,10 +4,13 @@ terminal, and metrics.csv written as each epoch ends."""
 from __future__ import annotations
 
 import csv
+import io
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
+
+from cifarlab.errors import CifarlabError
 
 CSV_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
                "epoch_seconds", "elapsed_seconds")
@@ -22,6 +25,16 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+def write_text(path: Path, text: str, mode: str = "w") -> None:
+    """Write to the run folder; a full disk or an unwritable folder is one clear error."""
+    try:
+        with open(path, mode, encoding="utf-8", newline="") as f:
+            f.write(text)
+    except OSError as e:
+        raise CifarlabError(f"cannot write {path}: {e.strerror or e}; free some space or fix "
+                            "the folder's permissions, then resume the run") from None
+
+
 class RunLog:
     """Prints lines to stdout and appends them to the run's train.log."""
 
@@ -29,24 +42,32 @@ class RunLog:
         self.path = path
         self.quiet = quiet
 
-    def __call__(self, message: str) -> None:
-        if not self.quiet:
+    def __call__(self, message: str, echo: bool = True) -> None:
+        if echo and not self.quiet:
             print(message, flush=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(message + "\n")
+        write_text(self.path, message + "\n", "a")
 
 
 class MetricsCSV:
-    """metrics.csv: a header, then one row per finished epoch, flushed at once."""
+    """metrics.csv: a header, then one row per finished epoch, written as each epoch ends.
+    Opening it rewrites the rows a resumed run already has, and nothing after them."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, rows: list[dict] = ()):
         self.path = path
-        with open(path, "w", newline="") as f:
-            csv.writer(f).writerow(CSV_COLUMNS)
+        write_text(path, _csv_line(CSV_COLUMNS) + "".join(map(self._row, rows)))
 
     def add(self, row: dict) -> None:
-        with open(self.path, "a", newline="") as f:
-            csv.writer(f).writerow([_fmt(row.get(c)) for c in CSV_COLUMNS])
+        write_text(self.path, self._row(row), "a")
+
+    @staticmethod
+    def _row(row: dict) -> str:
+        return _csv_line([_fmt(row.get(c)) for c in CSV_COLUMNS])
+
+
+def _csv_line(values) -> str:
+    buf = io.StringIO()
+    csv.writer(buf).writerow(values)
+    return buf.getvalue()
 
 
 def _fmt(v) -> str:
@@ -55,10 +76,10 @@ def _fmt(v) -> str:
     return f"{v:.6g}" if isinstance(v, float) else str(v)
 
 
-def epoch_bar(steps: int, epoch: int, epochs: int) -> tqdm:
+def epoch_bar(steps: int, epoch: int, epochs: int, initial: int = 0) -> tqdm:
     """A progress bar over the batches of one epoch, shown only when stderr is a terminal."""
-    return tqdm(total=steps, desc=f"epoch {epoch}/{epochs}", leave=False, file=sys.stderr,
-                disable=not sys.stderr.isatty(), dynamic_ncols=True)
+    return tqdm(total=steps, initial=initial, desc=f"epoch {epoch}/{epochs}", leave=False,
+                file=sys.stderr, disable=not sys.stderr.isatty(), dynamic_ncols=True)
 
 
 def epoch_line(row: dict, epochs: int, eta: float) -> str:

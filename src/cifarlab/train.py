@@ -1,6 +1,7 @@
 """Training: the data on the device, batched augmentation, SGD/AdamW with a per-step schedule,
 optional EMA and mixed precision, early stopping on validation accuracy, then one test evaluation
-of the chosen (best-validation) weights."""
+of the chosen (best-validation) weights. Every epoch ends with last.pt holding all a run needs to
+resume exactly (`cifarlab train --resume RUN_DIR`); Ctrl-C and SIGTERM save at the next step."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import json
 import math
 import os
 import platform
+import signal
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,29 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import cifarlab
 from cifarlab.augment import Augmenter, mixup, normalize, to_float
-from cifarlab.checkpoint import load_checkpoint, save_checkpoint
+from cifarlab.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from cifarlab.config import Config, make_config
 from cifarlab.data import CifarData, default_data_dir, load_cifar
-from cifarlab.errors import CifarlabError
+from cifarlab.errors import CheckpointError, CifarlabError
 from cifarlab.evaluate import compute_metrics, format_per_class, predict_logits
 from cifarlab.models import create_model
-from cifarlab.progress import MetricsCSV, RunLog, epoch_bar, epoch_line, format_duration
+from cifarlab.optim import build_optimizer, lr_factor
+from cifarlab.progress import (
+    MetricsCSV,
+    RunLog,
+    epoch_bar,
+    epoch_line,
+    format_duration,
+    write_text,
+)
+from cifarlab.runs import (
+    RunLock,
+    StopRequest,
+    TrainingInterrupted,
+    make_run_dir,
+    rng_state,
+    set_rng_state,
+)
 from cifarlab.runtime import (
     amp_dtype,
     autocast,
@@ -40,59 +57,17 @@ class TrainingError(CifarlabError):
     """Training cannot go on (e.g. the loss diverged)."""
 
 
-def lr_factor(cfg: Config, t: float) -> float:
-    """Learning-rate multiplier at time `t`, measured in epochs (fractional within an epoch)."""
-    if cfg.schedule == "onecycle":  # linear up over warmup_epochs, then linear down to 0
-        if t < cfg.warmup_epochs:
-            return t / cfg.warmup_epochs
-        return max(0.0, (cfg.epochs - t) / max(cfg.epochs - cfg.warmup_epochs, 1e-8))
-    warm = min(1.0, t / cfg.warmup_epochs) if cfg.warmup_epochs else 1.0
-    if cfg.schedule == "cosine":
-        return warm * 0.5 * (1 + math.cos(math.pi * t / (cfg.t_max or cfg.epochs)))
-    if cfg.schedule == "step":
-        return warm * cfg.gamma ** math.floor(t / cfg.step_size)
-    return warm
-
-
-def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """Two parameter groups: conv/linear weights, and norm weights and biases, which can have
-    their own learning rate (same decay per step) or no weight decay at all."""
-    weights = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    others = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    scale = cfg.norm_bias_lr_scale
-    groups = [{"params": weights, "weight_decay": cfg.weight_decay},
-              {"params": others, "lr": cfg.lr * scale,
-               "weight_decay": cfg.weight_decay / scale if cfg.decay_norm_and_bias else 0.0}]
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-
-
-def make_run_dir(cfg: Config) -> Path:
-    if cfg.run_dir:
-        run_dir = Path(cfg.run_dir)
-        if (run_dir / "metrics.csv").exists():
-            raise CifarlabError(f"{run_dir} already holds a run; choose another --run-dir")
-    else:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        run_dir = Path("runs") / f"{stamp}-{cfg.preset}"
-        n = 1
-        while run_dir.exists():  # two runs started in the same second
-            n += 1
-            run_dir = Path("runs") / f"{stamp}-{cfg.preset}-{n}"
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CifarlabError(f"cannot create run folder {run_dir}: {e.strerror}") from None
-    return run_dir
-
-
 class Trainer:
     """One training run of one Config, writing into one run folder."""
 
-    def __init__(self, cfg: Config, data: CifarData | None = None, quiet: bool = False):
+    def __init__(self, cfg: Config, data: CifarData | None = None, quiet: bool = False,
+                 resume_dir: str | os.PathLike | None = None):
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
+        # The folder first: a clash is refused before any work, and the lock comes before
+        # anything is written there.
+        self.run_dir = Path(resume_dir) if resume_dir else make_run_dir(cfg.run_dir, cfg.preset)
+        self.lock = RunLock(self.run_dir).acquire()
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.amp = amp_dtype(cfg.amp, self.device)
@@ -125,10 +100,21 @@ class Trainer:
         self.flip_bits = (torch.rand(len(self.data.train_images), generator=self.aug_gen,
                                      device=self.device) < 0.5) if cfg.alternate_flip else None
 
-        self.run_dir = make_run_dir(cfg)
+        # Progress, all of it saved in last.pt so that a run can resume exactly.
+        self.epoch = 0  # finished epochs
+        self.partial: dict[str, Any] | None = None  # an epoch stopped part-way by a signal
+        self.best_score, self.best_epoch, self.bad_epochs = -1.0, 0, 0
+        self.early_stopped = False
+        self.history: list[dict[str, Any]] = []  # metrics.csv's rows
+        self.elapsed = 0.0  # training seconds before this process
+        self.stop = StopRequest()
+
+        if resume_dir:
+            self.load_resume_state(load_checkpoint(self.run_dir / "last.pt"))
+        else:
+            write_text(self.run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
         self.log = RunLog(self.run_dir / "train.log", quiet)
-        self.csv = MetricsCSV(self.run_dir / "metrics.csv")
-        (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        self.csv = MetricsCSV(self.run_dir / "metrics.csv", self.history)
 
     @property
     def eval_model(self) -> nn.Module:
@@ -139,14 +125,26 @@ class Trainer:
         """One pass over a fresh permutation of the training set: (mean loss, accuracy %)."""
         cfg, model = self.cfg, self.train_model
         model.train()
-        n = len(self.data.train_images)
-        # Drop the last partial batch: a batch of one would break BatchNorm.
-        order = torch.randperm(n, generator=self.order_gen).to(self.device)
         total_loss = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
-        seen = 0
-        with epoch_bar(self.steps_per_epoch, epoch, cfg.epochs) as bar:
-            for step in range(self.steps_per_epoch):
+        if self.partial is None:
+            # Drop the last partial batch: a batch of one would break BatchNorm.
+            n = len(self.data.train_images)
+            order = torch.randperm(n, generator=self.order_gen).to(self.device)
+            first, seen = 0, 0
+        else:  # resuming an epoch a signal stopped
+            p, self.partial = self.partial, None
+            order, first, seen = p["order"].to(self.device), p["step"], p["seen"]
+            total_loss += p["loss"]
+            correct += p["correct"]
+        with epoch_bar(self.steps_per_epoch, epoch, cfg.epochs, first) as bar:
+            for step in range(first, self.steps_per_epoch):
+                if self.stop.signum is not None:
+                    self.partial = dict(order=order.cpu(), step=step, loss=total_loss.item(),
+                                        correct=correct.item(), seen=seen)
+                    self.interrupt(epoch, step)
+                if step % 100 == 99:  # a host sync now and then: stop soon after a NaN
+                    self.check_finite(total_loss.item(), epoch)
                 idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
                 flips = None if self.flip_bits is None else self.flip_bits[idx] ^ (epoch % 2 == 0)
                 x = self.augment(self.data.train_images[idx], self.aug_gen, flips)
@@ -173,12 +171,28 @@ class Trainer:
                 correct += (logits.argmax(1) == y).sum()
                 seen += len(y)
                 bar.update()
-        mean_loss = (total_loss / max(seen, 1)).item()  # one host sync per epoch
-        if not math.isfinite(mean_loss):
-            raise TrainingError(
-                f"the training loss became {mean_loss} in epoch {epoch}; the last good weights "
-                f"are in {self.run_dir / 'last.pt'}. Lower --lr or use --amp off")
+        mean_loss = (total_loss / max(seen, 1)).item()
+        self.check_finite(mean_loss, epoch)
         return mean_loss, 100.0 * correct.item() / max(seen, 1)
+
+    def check_finite(self, loss: float, epoch: int) -> None:
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"the training loss became {loss} in epoch {epoch}; the last good weights "
+                f"(epoch {self.epoch}) are in {self.run_dir / 'last.pt'}. Lower --lr or use "
+                "--amp off")
+
+    def interrupt(self, epoch: int, step: int) -> None:
+        """Save everything, say how to resume, and stop (exit code 130 for SIGINT, 143 for
+        SIGTERM)."""
+        self.check_finite(self.partial["loss"], epoch)  # never save weights gone bad
+        self.save_last()
+        name = signal.Signals(self.stop.signum).name
+        message = (f"stopped by {name} in epoch {epoch} at step {step}/{self.steps_per_epoch}; "
+                   f"everything is saved in {self.run_dir / 'last.pt'}. Resume with: "
+                   f"cifarlab train --resume {self.run_dir}")
+        self.log(message, echo=False)
+        raise TrainingInterrupted(message, self.stop.signum)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         return predict_logits(self.eval_model, images, self.cfg.mean, self.cfg.std,
@@ -188,51 +202,114 @@ class Trainer:
     def evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
         return compute_metrics(self.logits(images), labels, self.classes)
 
-    def save(self, name: str, epoch: int, val_acc: float | None) -> None:
-        save_checkpoint(self.run_dir / name, self.eval_model, self.cfg.to_dict(), self.classes,
-                        epoch=epoch, val_acc=val_acc)
+    def save_best(self, val_acc: float | None) -> None:
+        save_checkpoint(self.run_dir / "best.pt", self.eval_model, self.cfg.to_dict(),
+                        self.classes, epoch=self.epoch, val_acc=val_acc)
+
+    def save_last(self) -> None:
+        """last.pt: the weights to use plus the whole state a resumed run continues from."""
+        val_acc = self.history[-1]["val_acc"] if self.history else None
+        save_checkpoint(self.run_dir / "last.pt", self.eval_model, self.cfg.to_dict(),
+                        self.classes, epoch=self.epoch, val_acc=val_acc,
+                        resume=self.resume_state())
+
+    def resume_state(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch, "partial": self.partial, "history": self.history,
+            "best_score": self.best_score, "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs, "early_stopped": self.early_stopped,
+            "elapsed": self.elapsed + time.perf_counter() - self.started,
+            "model": {k: v.detach().cpu() for k, v in unwrap(self.model).state_dict().items()},
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "flip_bits": self.flip_bits.cpu() if self.flip_bits is not None else None,
+            "rng": rng_state(self.generators),
+        }
+
+    def load_resume_state(self, ckpt: dict[str, Any]) -> None:
+        r = ckpt.get("resume")
+        if r is None:
+            raise CheckpointError(f"{self.run_dir / 'last.pt'} holds no resume state")
+        try:
+            unwrap(self.model).load_state_dict(r["model"])
+            if self.ema is not None:
+                self.ema.load_state_dict(r["ema"])
+            self.optimizer.load_state_dict(r["optimizer"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            first = str(e).strip().splitlines()[0]
+            raise CheckpointError(f"{self.run_dir / 'last.pt'} does not fit this run's model "
+                                  f"and settings: {first}") from None
+        self.scheduler.load_state_dict(r["scheduler"])
+        self.scaler.load_state_dict(r["scaler"])
+        if r["flip_bits"] is not None:
+            self.flip_bits = r["flip_bits"].to(self.device)
+        set_rng_state(r["rng"], self.generators)
+        self.epoch, self.partial, self.history = r["epoch"], r["partial"], r["history"]
+        self.best_score, self.best_epoch = r["best_score"], r["best_epoch"]
+        self.bad_epochs, self.early_stopped = r["bad_epochs"], r["early_stopped"]
+        self.elapsed = r["elapsed"]
+
+    @property
+    def generators(self) -> dict[str, torch.Generator]:
+        return {"order": self.order_gen, "aug": self.aug_gen}
 
     def fit(self) -> dict[str, Any]:
+        """Train the remaining epochs, then test the chosen weights once. Releases the lock."""
+        self.started = time.perf_counter()
+        try:
+            with self.stop.active():
+                return self._fit()
+        finally:
+            self.lock.release()
+
+    def _fit(self) -> dict[str, Any]:
         cfg, log = self.cfg, self.log
-        start = time.perf_counter()
         params = sum(p.numel() for p in self.model.parameters())
         log(f"cifarlab {cifarlab.__version__}  preset {cfg.preset}  model {cfg.model} "
             f"({params / 1e6:.2f}M parameters)  device {self.device}  "
             f"precision {self.amp or torch.float32}".replace("torch.", ""))
         log(f"{cfg.dataset}: {len(self.data.train_images)} train, {len(self.data.val_images)} "
             f"val, {len(self.data.test_images)} test images  ->  {self.run_dir}")
+        if self.epoch or self.partial:
+            where = f" at step {self.partial['step']}" if self.partial else ""
+            log(f"resuming after epoch {self.epoch}{where}")
         has_val = len(self.data.val_images) > 0
-        best_acc, best_epoch, bad_epochs, epoch = -1.0, 0, 0, 0
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(self.epoch + 1, cfg.epochs + 1):
+            if self.early_stopped:
+                break
             t0 = time.perf_counter()
             loss, acc = self.train_epoch(epoch)
             val = self.evaluate(self.data.val_images, self.data.val_labels) if has_val else None
+            elapsed = self.elapsed + time.perf_counter() - self.started
             row = dict(epoch=epoch, train_loss=loss, train_acc=acc,
                        val_loss=val and val["loss"], val_acc=val and val["top1"],
                        lr=self.optimizer.param_groups[0]["lr"],
-                       epoch_seconds=time.perf_counter() - t0,
-                       elapsed_seconds=time.perf_counter() - start)
-            self.save("last.pt", epoch, row["val_acc"])
+                       epoch_seconds=time.perf_counter() - t0, elapsed_seconds=elapsed)
+            self.epoch = epoch
+            self.history.append(row)
             # Without a validation split the last epoch is the chosen one: never the test set.
             score = row["val_acc"] if has_val else float(epoch)
-            if score > best_acc:
-                best_acc, best_epoch, bad_epochs = score, epoch, 0
-                self.save("best.pt", epoch, row["val_acc"])
+            if score > self.best_score:
+                self.best_score, self.best_epoch, self.bad_epochs = score, epoch, 0
+                self.save_best(row["val_acc"])
             else:
-                bad_epochs += 1
+                self.bad_epochs += 1
+            self.early_stopped = bool(has_val and cfg.patience
+                                      and self.bad_epochs >= cfg.patience)
+            self.save_last()
             self.csv.add(row)
-            eta = row["elapsed_seconds"] / epoch * (cfg.epochs - epoch)
-            log(epoch_line(row, cfg.epochs, eta))
-            if has_val and cfg.patience and bad_epochs >= cfg.patience:
+            log(epoch_line(row, cfg.epochs, elapsed / epoch * (cfg.epochs - epoch)))
+            if self.early_stopped:
                 log(f"early stop: no better validation accuracy for {cfg.patience} epochs")
-                break
-        train_seconds = time.perf_counter() - start
-        return self.finish(epoch, best_epoch, best_acc if has_val else None, train_seconds,
-                           start)
+        train_seconds = self.elapsed + time.perf_counter() - self.started
+        return self.finish(self.epoch, self.best_epoch,
+                           self.best_score if has_val else None, train_seconds)
 
     def finish(self, epochs_run: int, best_epoch: int, best_val: float | None,
-               train_seconds: float, start: float) -> dict[str, Any]:
+               train_seconds: float) -> dict[str, Any]:
         """Evaluate the best checkpoint once on the test set and write metrics.json."""
+        t_test = time.perf_counter()
         self.eval_model.load_state_dict(load_checkpoint(self.run_dir / "best.pt")["state_dict"])
         logits = self.logits(self.data.test_images)
         test = compute_metrics(logits, self.data.test_labels, self.classes)
@@ -241,12 +318,13 @@ class Trainer:
             "per_class": test["per_class"], "confusion": test["confusion"],
             "classes": self.classes, "best_epoch": best_epoch, "best_val_acc": best_val,
             "epochs": epochs_run, "train_seconds": train_seconds,
-            "total_seconds": time.perf_counter() - start, "device": str(self.device),
+            "total_seconds": train_seconds + time.perf_counter() - t_test,
+            "device": str(self.device),
             "device_name": device_name(self.device), "torch_version": torch.__version__,
             "cifarlab_version": cifarlab.__version__, "preset": self.cfg.preset,
             "model": self.cfg.model, "seed": self.cfg.seed, "run_dir": str(self.run_dir),
         }
-        (self.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_text(self.run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
         chosen = (f"epoch {best_epoch}, val {best_val:.2f}%" if best_val is not None
                   else f"last epoch {best_epoch}, no validation split")
         self.log(f"test accuracy {test['top1']:.2f}% (top-5 {test['top5']:.2f}%) of the "
@@ -290,3 +368,29 @@ def train(config: Config | None = None, *, preset: str | None = None,
     if cfg.data_dir is None:
         cfg.data_dir = str(default_data_dir())
     return Trainer(cfg, quiet=quiet).fit()
+
+
+RESUME_OVERRIDES = ("device", "num_threads", "data_dir")  # where it runs, not what it computes
+
+
+def resume(run_dir: str | os.PathLike, quiet: bool = False, **overrides: Any) -> dict[str, Any]:
+    """Continue a stopped run from its last.pt with the run's own settings; only where it runs
+    (device, threads, data folder) may change."""
+    run_dir = Path(run_dir)
+    unknown = set(overrides) - set(RESUME_OVERRIDES)
+    if unknown:
+        raise CifarlabError(f"--resume continues with the run's own settings; only "
+                            f"{', '.join(_flag(k) for k in RESUME_OVERRIDES)} may be given, "
+                            f"not {', '.join(sorted(_flag(k) for k in unknown))}")
+    if (run_dir / "metrics.json").exists():
+        raise CifarlabError(f"{run_dir} finished already (it has metrics.json); nothing to resume")
+    if not (run_dir / "last.pt").is_file():
+        raise CifarlabError(f"{run_dir} holds no last.pt to resume from; is it a run folder "
+                            "whose first epoch finished?")
+    saved = load_checkpoint(run_dir / "last.pt")["config"]
+    cfg = make_config(**{**saved, **overrides})
+    return Trainer(cfg, quiet=quiet, resume_dir=run_dir).fit()
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")

@@ -1,0 +1,220 @@
+"""Never lose a run: resume after SIGKILL / SIGINT / SIGTERM with identical results, the lock,
+a NaN stop that keeps the last good checkpoint, a full disk, and refused checkpoints."""
+
+import csv
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import cifarlab.checkpoint
+from cifarlab import train
+from cifarlab.checkpoint import load_checkpoint, load_model
+from cifarlab.cli import main
+from cifarlab.config import make_config
+from cifarlab.errors import CheckpointError, CifarlabError
+from cifarlab.train import Trainer, TrainingError, resume
+from conftest import TINY, write_fake_cifar
+
+EPOCHS = 6
+
+
+@pytest.fixture(scope="module")
+def bigger_data(tmp_path_factory):
+    """900 training images: enough steps per epoch to stop a process in the middle."""
+    root = tmp_path_factory.mktemp("resume-data")
+    write_fake_cifar(root, per_file=200)
+    return root
+
+
+def cli_args(data, run):
+    return ["--data-dir", str(data), "--run-dir", str(run), "--model", "fastnet",
+            "--model-args", json.dumps(TINY["model_args"]), "--batch-size", "16",
+            "--val-size", "100", "--epochs", str(EPOCHS), "--lr", "0.05", "--warmup-epochs", "1",
+            "--amp", "off", "--tta", "none", "--no-report", "--num-threads", "1"]
+
+
+def run_cli(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "cifarlab", "train", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def rows(run):
+    with open(run / "metrics.csv") as f:
+        return [{k: v for k, v in r.items() if "seconds" not in k} for r in csv.DictReader(f)]
+
+
+def finished_epochs(run):
+    try:
+        return len((run / "metrics.csv").read_text().splitlines()) - 1
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.fixture(scope="module")
+def reference(bigger_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("ref") / "run"
+    p = run_cli(*cli_args(bigger_data, run))
+    assert p.wait(timeout=300) == 0, p.stderr.read()
+    return run
+
+
+def assert_same_run(run, ref):
+    a, b = (json.loads((r / "metrics.json").read_text()) for r in (run, ref))
+    for key in ("test_top1", "test_top5", "test_loss", "best_epoch", "best_val_acc", "epochs",
+                "per_class"):
+        assert a[key] == b[key], key
+    assert rows(run) == rows(ref)
+    wa, wb = (load_checkpoint(r / "best.pt")["state_dict"] for r in (run, ref))
+    for k in wb:
+        assert torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6), k
+
+
+@pytest.mark.parametrize("sig, code, after", [(signal.SIGKILL, -9, 2), (signal.SIGINT, 130, 1),
+                                              (signal.SIGTERM, 143, 3)])
+def test_stopped_then_resumed_run_equals_the_uninterrupted_one(bigger_data, reference,
+                                                               tmp_path, sig, code, after):
+    run = tmp_path / "run"
+    p = run_cli(*cli_args(bigger_data, run))
+    deadline = time.time() + 120
+    while finished_epochs(run) < after and p.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == code, err
+    assert not (run / "metrics.json").exists()
+    if sig != signal.SIGKILL:  # a clean stop says how to go on, and releases the folder
+        assert f"cifarlab train --resume {run}" in err and err.count("\n") == 1
+        assert not (run / "lock").exists()
+        assert f"stopped by {sig.name}" in (run / "train.log").read_text()
+    else:
+        assert (run / "lock").exists()  # left behind by the killed process: stale, taken over
+    done = run_cli("--resume", str(run), "--num-threads", "1")
+    out, err = done.communicate(timeout=300)
+    assert done.returncode == 0, err
+    assert "resuming after epoch" in out
+    assert_same_run(run, reference)
+
+
+def test_resume_in_process_with_ema_mixup_and_a_mid_epoch_stop(fake_data, tmp_path):
+    cfg = dict(TINY, data_dir=str(fake_data), epochs=3, ema_decay=0.9, mixup_alpha=0.4,
+               quiet=True)
+    ref = train(run_dir=str(tmp_path / "ref"), **cfg)
+    settings = {k: v for k, v in cfg.items() if k != "quiet"}
+    t = Trainer(make_config(run_dir=str(tmp_path / "run"), **settings), quiet=True)
+    calls = []
+
+    def stop_at_step_12(module, inputs, output):  # like Ctrl-C in epoch 2
+        calls.append(1)
+        if len(calls) == 12:
+            t.stop.signum = signal.SIGINT
+
+    t.model.register_forward_hook(stop_at_step_12)
+    with pytest.raises(CifarlabError, match="stopped by SIGINT in epoch 2"):
+        t.fit()
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["resume"]["partial"]["step"] > 0
+    m = resume(tmp_path / "run", quiet=True)
+    assert m["test_top1"] == ref["test_top1"] and m["test_loss"] == ref["test_loss"]
+    assert rows(tmp_path / "run") == rows(tmp_path / "ref")
+
+
+def test_a_folder_in_use_is_refused_and_a_stale_lock_taken_over(fake_data, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    owner = subprocess.Popen(["sleep", "60"])
+    try:
+        (run / "lock").write_text(f"{owner.pid} {os.uname().nodename}\n")
+        with pytest.raises(CifarlabError, match=f"in use by process {owner.pid}"):
+            train(data_dir=str(fake_data), run_dir=str(run), quiet=True, **TINY)
+        assert not (run / "config.json").exists()  # refused before writing anything
+    finally:
+        owner.kill()
+        owner.wait()
+    m = train(data_dir=str(fake_data), run_dir=str(run), quiet=True, **TINY)
+    assert m["epochs"] == 2 and not (run / "lock").exists()
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(fake_data, tmp_path):
+    t = Trainer(make_config(**dict(TINY, data_dir=str(fake_data), run_dir=str(tmp_path / "run"),
+                                   epochs=3)), quiet=True)
+    t.model.register_forward_hook(
+        lambda mod, inp, out: out * float("nan") if t.epoch >= 1 else out)
+    with pytest.raises(TrainingError, match="became nan in epoch 2.*epoch 1"):
+        t.fit()
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert last["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in last["state_dict"].values()
+               if v.is_floating_point())
+
+
+def test_a_full_disk_is_a_clear_error_and_the_previous_checkpoint_stays(fake_data, tmp_path,
+                                                                        monkeypatch):
+    real_save, saves = torch.save, []
+
+    def save_until_disk_full(obj, f, *a, **kw):
+        saves.append(f)
+        if len(saves) > 2:  # best.pt and last.pt of epoch 1 fit, then the disk is full
+            with open(f, "wb") as out:
+                out.write(b"half a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *a, **kw)
+
+    monkeypatch.setattr(cifarlab.checkpoint.torch, "save", save_until_disk_full)
+    with pytest.raises(CheckpointError, match="No space left on device; the previous best.pt "
+                                              "is unchanged"):
+        train(data_dir=str(fake_data), run_dir=str(tmp_path / "run"), quiet=True, **TINY)
+    monkeypatch.setattr(cifarlab.checkpoint.torch, "save", real_save)
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+    assert not list((tmp_path / "run").glob("*.tmp"))
+
+
+def test_an_unwritable_run_folder_is_one_clear_line(fake_data, tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")
+    args = ["train", "--data-dir", str(fake_data), "--val-size", "50",
+            "--run-dir", str(tmp_path / "file" / "run")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cifarlab: error: cannot create run folder") and err.count("\n") == 1
+
+
+def test_resume_misuse_is_refused(fake_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(data_dir=str(fake_data), run_dir=str(run), quiet=True, **TINY)
+    for args, message in [(["--resume", str(run)], "finished already"),
+                          (["--resume", str(tmp_path)], "holds no last.pt"),
+                          (["--resume", str(run), "--lr", "1"], "only --device"),
+                          (["--run-dir", str(run)], "already holds a run")]:
+        assert main(["train", *args]) == 2
+        assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(model="resnet18", model_args={}), "do not fit model 'resnet18'"),
+    (dict(model="resnet18"), "cannot build its model"),
+    (dict(num_classes=100), "do not fit model 'fastnet' with 100 classes"),
+    (dict(format="something-else"), "not a cifarlab checkpoint"),
+])
+def test_checkpoints_that_do_not_fit_are_refused(trained_run, tmp_path, change, message):
+    state = load_checkpoint(trained_run)
+    torch.save({**state, **change}, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match=message):
+        load_model(tmp_path / "x.pt")
+
+
+def test_a_checkpoint_that_runs_code_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"format": "cifarlab-checkpoint", "payload": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_model(tmp_path / "evil.pt")
+    assert not marker.exists()
