@@ -19,7 +19,8 @@ from cifarlab.checkpoint import load_checkpoint, load_model
 from cifarlab.cli import main
 from cifarlab.config import make_config
 from cifarlab.errors import CheckpointError, CifarlabError
-from cifarlab.train import Trainer, TrainingError, resume
+from cifarlab.runs import resume
+from cifarlab.train import Trainer, TrainingError
 from conftest import TINY, write_fake_cifar
 
 EPOCHS = 6

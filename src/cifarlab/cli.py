@@ -1,4 +1,5 @@
-"""The `cifarlab` command: train, evaluate, report, predict, export, bench, models, presets."""
+"""The `cifarlab` command: train, evaluate, report, predict, export, tune, bench, models,
+presets."""
 
 from __future__ import annotations
 
@@ -110,6 +111,30 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--tta", choices=("none", "flip", "flip-translate"),
                     help="test-time augmentation built into the graph (default: the run's)")
 
+    tu = sub.add_parser(
+        "tune", help="hyperparameter search with Optuna (TPE, median pruning, shared storage)",
+        description="Search hyperparameters on the validation split; then evaluate the best "
+                    "trial's checkpoint once on the test set. Several workers share a study by "
+                    "giving the same --storage and --study.")
+    tu.add_argument("--preset", choices=list(PRESETS), help=f"(default: {DEFAULT_PRESET})")
+    tu.add_argument("--config", metavar="FILE", help="settings every trial starts from; its "
+                    "`tune` table, if any, is the search space")
+    tu.add_argument("--space", metavar="FILE", help="search space (TOML/YAML/JSON): setting = "
+                    "{low, high, log, step} or {choices}; default: lr, weight_decay, "
+                    "label_smoothing, batch_size, epochs")
+    tu.add_argument("--trials", type=int, required=True, help="trials this worker runs")
+    tu.add_argument("--timeout", type=float, metavar="SECONDS",
+                    help="start no new trial after this long")
+    tu.add_argument("--storage", metavar="URL", help="sqlite:///FILE, postgresql://..., "
+                    "mysql://... (default: sqlite in the study's folder)")
+    tu.add_argument("--study", help="study name (default: cifarlab-PRESET)")
+    tu.add_argument("--runs-dir", default="runs/tune", help="trial run folders go in "
+                    "RUNS_DIR/STUDY/ (default: runs/tune)")
+    tu.add_argument("--data-dir", help="dataset folder")
+    tu.add_argument("--sampler-seed", type=int, help="seed of the TPE sampler")
+    tu.add_argument("--heartbeat", type=int, default=60, metavar="SECONDS",
+                    help="a trial silent for twice this long is marked failed (default: 60)")
+
     b = sub.add_parser(
         "bench", help="run presets over several seeds: accuracy, wall time, peak memory",
         description="Run each preset once per seed, each as its own `cifarlab train` process, "
@@ -133,7 +158,7 @@ def cmd_train(args: dict) -> int:
     preset, config_file = args.pop("preset", None), args.pop("config", None)
     quiet, resume_dir = args.pop("quiet", False), args.pop("resume", None)
     if resume_dir:
-        from cifarlab.train import resume
+        from cifarlab.runs import resume
 
         if preset or config_file:
             raise CifarlabError("--resume continues with the run's own settings; drop "
@@ -194,6 +219,20 @@ def cmd_export(args: dict) -> int:
           f"tta {r['metadata']['tta']}); max logit difference to PyTorch on random input: "
           f"{r['max_abs_diff']:.2e}")
     print(f"input: {r['metadata']['input']}")
+    return 0
+
+
+def cmd_tune(args: dict) -> int:
+    from pathlib import Path
+
+    from cifarlab.tune import read_space, tune
+
+    if args["trials"] < 0 or args["heartbeat"] < 1:
+        raise CifarlabError("--trials must be 0 or more and --heartbeat at least 1")
+    space = read_space(args["space"], args["config"])
+    tune(args["preset"], args["config"], space, args["trials"], args["storage"], args["study"],
+         Path(args["runs_dir"]), args["data_dir"], args["timeout"], args["sampler_seed"],
+         args["heartbeat"])
     return 0
 
 
@@ -258,8 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         args["train_args"] = passthrough
     try:
         return {"train": cmd_train, "evaluate": cmd_evaluate, "report": cmd_report,
-                "predict": cmd_predict, "export": cmd_export, "models": cmd_models,
-                "presets": cmd_presets, "bench": cmd_bench}[command](args)
+                "predict": cmd_predict, "export": cmd_export, "tune": cmd_tune,
+                "models": cmd_models, "presets": cmd_presets, "bench": cmd_bench}[command](args)
     except TrainingInterrupted as e:
         print(f"cifarlab: {e}", file=sys.stderr)
         return e.exit_code

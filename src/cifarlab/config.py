@@ -96,6 +96,8 @@ class Config:
     tta: str = _f("none", "test-time augmentation for validation and test: average the logits "
                   "of mirrored (flip) and also 1-pixel shifted views (flip-translate)",
                   choices=("none", "flip", "flip-translate"))
+    sync_bn: bool = _f(False, "with torchrun: BatchNorm statistics over the global batch, not "
+                       "each process's share")
     compile: bool = _f(False, "torch.compile the model (pays off in long runs)")
     seed: int = _f(0, "random seed (weights, data order, augmentation)")
     run_dir: str | None = _f(None, "run folder (default: runs/<timestamp>-<preset>)")
@@ -293,6 +295,7 @@ def make_config(preset: str | None = None, config_file: str | os.PathLike | None
                 **overrides: Any) -> Config:
     """Resolve defaults <- preset <- config file <- overrides into a validated Config."""
     file_values = read_config_file(config_file) if config_file else {}
+    file_values.pop("tune", None)  # a search space for `cifarlab tune`, not a setting
     name = overrides.get("preset") or preset or file_values.get("preset") or DEFAULT_PRESET
     values = {f.name: getattr(Config(), f.name) for f in dataclasses.fields(Config)}
     values = _apply(values, preset_overrides(name), f"preset {name}")

@@ -115,20 +115,33 @@ def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None =
     return metrics
 
 
+MANY_CLASSES = 20  # above this (CIFAR-100), tables show the extremes, not every class
+
+
 def format_per_class(metrics: dict[str, Any]) -> str:
-    """A table of per-class accuracy, worst class marked."""
-    per_class = {c: a for c, a in metrics["per_class"].items() if a is not None}
+    """A table of per-class accuracy, worst class marked; with many classes, the 10 worst and
+    the 10 best."""
+    items = list(metrics["per_class"].items())
+    per_class = {c: a for c, a in items if a is not None}
     worst = min(per_class, key=per_class.get) if per_class else None
-    width = max(len(c) for c in metrics["per_class"])
-    lines = [f"{'class':<{width}}  accuracy"]
-    for c, acc in metrics["per_class"].items():
-        shown = "     n/a" if acc is None else f"{acc:7.2f}%"
+    title = "accuracy"
+    if len(items) > MANY_CLASSES:
+        ranked = sorted(per_class.items(), key=lambda t: t[1])
+        items = ranked[:10] + [("...", None)] + ranked[-10:]
+        title = f"accuracy (the 10 worst and 10 best of {len(metrics['per_class'])} classes)"
+    width = max(len(c) for c, _ in items)
+    lines = [f"{'class':<{width}}  {title}"]
+    for c, acc in items:
+        shown = "" if c == "..." else "     n/a" if acc is None else f"{acc:7.2f}%"
         lines.append(f"{c:<{width}}  {shown}{'  <- worst' if c == worst else ''}")
     return "\n".join(lines)
 
 
 def format_confusion(metrics: dict[str, Any]) -> str:
     """The confusion matrix as text: rows are true classes, columns predictions."""
+    if len(metrics["classes"]) > MANY_CLASSES:
+        return (f"confusion matrix: {len(metrics['classes'])} classes, too many to print; "
+                "see confusion.png in the run folder, or --json")
     names = [c[:5] for c in metrics["classes"]]
     width = max(5, max(len(str(v)) for row in metrics["confusion"] for v in row))
     head = " " * 11 + " ".join(f"{n:>{width}}" for n in names)

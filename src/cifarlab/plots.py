@@ -13,9 +13,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from cifarlab.evaluate import MANY_CLASSES  # above it, pictures show extremes, not every class
+
 WRONG, RIGHT = "#c62828", "#1b5e20"
 BAR, WORST = "#4c78a8", "#c62828"
-MANY_CLASSES = 20  # above this, per-class pictures show the extremes, not every class
 
 
 def save_png(fig: Figure, path: Path, dpi: int = 80) -> Path:

@@ -38,11 +38,14 @@ def write_text(path: Path, text: str, mode: str = "w") -> None:
 class RunLog:
     """Prints lines to stdout and appends them to the run's train.log."""
 
-    def __init__(self, path: Path, quiet: bool = False):
+    def __init__(self, path: Path, quiet: bool = False, enabled: bool = True):
         self.path = path
         self.quiet = quiet
+        self.enabled = enabled  # off in every process but rank 0
 
     def __call__(self, message: str, echo: bool = True) -> None:
+        if not self.enabled:
+            return
         if echo and not self.quiet:
             print(message, flush=True)
         write_text(self.path, message + "\n", "a")
@@ -52,12 +55,15 @@ class MetricsCSV:
     """metrics.csv: a header, then one row per finished epoch, written as each epoch ends.
     Opening it rewrites the rows a resumed run already has, and nothing after them."""
 
-    def __init__(self, path: Path, rows: list[dict] = ()):
+    def __init__(self, path: Path, rows: list[dict] = (), enabled: bool = True):
         self.path = path
-        write_text(path, _csv_line(CSV_COLUMNS) + "".join(map(self._row, rows)))
+        self.enabled = enabled  # off in every process but rank 0
+        if enabled:
+            write_text(path, _csv_line(CSV_COLUMNS) + "".join(map(self._row, rows)))
 
     def add(self, row: dict) -> None:
-        write_text(self.path, self._row(row), "a")
+        if self.enabled:
+            write_text(self.path, self._row(row), "a")
 
     @staticmethod
     def _row(row: dict) -> str:

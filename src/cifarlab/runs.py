@@ -9,15 +9,20 @@ import os
 import random
 import signal
 import socket
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from cifarlab.errors import CifarlabError
+from cifarlab.checkpoint import unwrap
+from cifarlab.errors import CheckpointError, CifarlabError
+
+if TYPE_CHECKING:
+    from cifarlab.train import Trainer
 
 
 class TrainingInterrupted(CifarlabError):
@@ -48,6 +53,36 @@ def make_run_dir(run_dir: str | None, preset: str) -> Path:
     except OSError as e:
         raise CifarlabError(f"cannot create run folder {path}: {e.strerror}") from None
     return path
+
+
+RESUME_OVERRIDES = ("device", "num_threads", "data_dir")  # where it runs, not what it computes
+
+
+def resume(run_dir: str | os.PathLike, quiet: bool = False, **overrides: Any) -> dict[str, Any]:
+    """Continue a stopped run from its last.pt with the run's own settings; only where it runs
+    (device, threads, data folder) may change."""
+    run_dir = Path(run_dir)
+    unknown = set(overrides) - set(RESUME_OVERRIDES)
+    if unknown:
+        raise CifarlabError(f"--resume continues with the run's own settings; only "
+                            f"{', '.join(_flag(k) for k in RESUME_OVERRIDES)} may be given, "
+                            f"not {', '.join(sorted(_flag(k) for k in unknown))}")
+    if (run_dir / "metrics.json").exists():
+        raise CifarlabError(f"{run_dir} finished already (it has metrics.json); nothing to resume")
+    if not (run_dir / "last.pt").is_file():
+        raise CifarlabError(f"{run_dir} holds no last.pt to resume from; is it a run folder "
+                            "whose first epoch finished?")
+    from cifarlab.checkpoint import load_checkpoint
+    from cifarlab.config import make_config
+    from cifarlab.train import Trainer
+
+    saved = load_checkpoint(run_dir / "last.pt")["config"]
+    cfg = make_config(**{**saved, **overrides})
+    return Trainer(cfg, quiet=quiet, resume_dir=run_dir).fit()
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def _alive(pid: int) -> bool:
@@ -146,3 +181,46 @@ def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator])
         torch.cuda.set_rng_state_all(state["cuda"])
     for name, g in generators.items():
         g.set_state(state["generators"][name])
+
+
+def resume_state(t: Trainer) -> dict[str, Any]:
+    """Everything a run needs to continue exactly: saved in last.pt at every epoch's end."""
+    return {
+        "epoch": t.epoch, "partial": t.partial, "history": t.history,
+        "best_score": t.best_score, "best_epoch": t.best_epoch,
+        "bad_epochs": t.bad_epochs, "early_stopped": t.early_stopped,
+        "elapsed": t.elapsed + time.perf_counter() - t.started,
+        "model": {k: v.detach().cpu() for k, v in unwrap(t.model).state_dict().items()},
+        "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
+        "scaler": t.scaler.state_dict(),
+        "ema": t.ema.state_dict() if t.ema is not None else None,
+        "flip_bits": t.flip_bits.cpu() if t.flip_bits is not None else None,
+        "rng": rng_state(t.generators),
+    }
+
+
+def load_resume_state(t: Trainer, ckpt: dict[str, Any]) -> None:
+    """Put a freshly built Trainer back where `resume_state` left it."""
+    r = ckpt.get("resume")
+    if r is None:
+        raise CheckpointError(f"{t.run_dir / 'last.pt'} holds no resume state")
+    try:
+        unwrap(t.model).load_state_dict(r["model"])
+        if t.ema is not None:
+            t.ema.load_state_dict(r["ema"])
+        t.optimizer.load_state_dict(r["optimizer"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{t.run_dir / 'last.pt'} does not fit this run's model "
+                              f"and settings: {first}") from None
+    t.scheduler.load_state_dict(r["scheduler"])
+    t.scaler.load_state_dict(r["scaler"])
+    if r["flip_bits"] is not None:
+        t.flip_bits = r["flip_bits"].to(t.device)
+    set_rng_state(r["rng"], t.generators)
+    t.epoch, t.partial, t.history = r["epoch"], r["partial"], r["history"]
+    t.best_score, t.best_epoch = r["best_score"], r["best_epoch"]
+    t.bad_epochs, t.early_stopped = r["bad_epochs"], r["early_stopped"]
+    t.elapsed = r["elapsed"]
+    if t.dist.rank:  # other processes draw their own augmentations (exact for one process)
+        t.aug_gen.manual_seed(t.cfg.seed + 1 + 1000 * t.dist.rank + t.epoch)

@@ -11,20 +11,23 @@ import os
 import platform
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 import cifarlab
 from cifarlab.augment import Augmenter, mixup, normalize, to_float
-from cifarlab.checkpoint import load_checkpoint, save_checkpoint, unwrap
+from cifarlab.checkpoint import load_checkpoint, save_checkpoint
 from cifarlab.config import Config, make_config
 from cifarlab.data import CifarData, default_data_dir, load_cifar
-from cifarlab.errors import CheckpointError, CifarlabError
+from cifarlab.distributed import init_distributed
+from cifarlab.errors import CifarlabError
 from cifarlab.evaluate import compute_metrics, format_per_class, predict_logits
 from cifarlab.models import create_model
 from cifarlab.optim import build_optimizer, lr_factor
@@ -40,9 +43,9 @@ from cifarlab.runs import (
     RunLock,
     StopRequest,
     TrainingInterrupted,
+    load_resume_state,
     make_run_dir,
-    rng_state,
-    set_rng_state,
+    resume_state,
 )
 from cifarlab.runtime import (
     amp_dtype,
@@ -63,11 +66,19 @@ class Trainer:
     def __init__(self, cfg: Config, data: CifarData | None = None, quiet: bool = False,
                  resume_dir: str | os.PathLike | None = None):
         self.cfg = cfg
-        self.device = resolve_device(cfg.device)
+        self.dist, self.device = init_distributed(resolve_device(cfg.device))
+        if cfg.batch_size % self.dist.world:
+            raise CifarlabError(f"--batch-size {cfg.batch_size} (the global batch) must divide "
+                                f"evenly among {self.dist.world} processes")
+        self.local_batch = cfg.batch_size // self.dist.world
         # The folder first: a clash is refused before any work, and the lock comes before
-        # anything is written there.
-        self.run_dir = Path(resume_dir) if resume_dir else make_run_dir(cfg.run_dir, cfg.preset)
-        self.lock = RunLock(self.run_dir).acquire()
+        # anything is written there. Only rank 0 writes it.
+        self.run_dir = Path(resume_dir) if resume_dir else None
+        self.lock = None
+        if self.dist.is_main:
+            self.run_dir = self.run_dir or make_run_dir(cfg.run_dir, cfg.preset)
+            self.lock = RunLock(self.run_dir).acquire()
+        self.run_dir = Path(self.dist.broadcast(str(self.run_dir)))
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.amp = amp_dtype(cfg.amp, self.device)
@@ -85,7 +96,17 @@ class Trainer:
             self.model.init_from_data(normalize(to_float(sample), cfg.mean, cfg.std))
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.train_model = torch.compile(self.model) if cfg.compile else self.model
+        self.train_model = self.model
+        if self.dist.active:  # gradients averaged over processes; rank 0's weights to start
+            if cfg.sync_bn:
+                if self.device.type != "cuda":
+                    raise CifarlabError("--sync-bn needs CUDA: torch's SyncBatchNorm runs on "
+                                        "GPUs only; drop it on the CPU")
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.compile:
+            self.train_model = torch.compile(self.train_model)
         self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
                                   use_buffers=True) if cfg.ema_decay else None)
         self.optimizer = build_optimizer(self.model, cfg)
@@ -99,6 +120,8 @@ class Trainer:
         # Alternating flip: each image's first-epoch flip is random, then it alternates.
         self.flip_bits = (torch.rand(len(self.data.train_images), generator=self.aug_gen,
                                      device=self.device) < 0.5) if cfg.alternate_flip else None
+        if self.dist.rank:  # every process augments its own shard with its own draws
+            self.aug_gen.manual_seed(cfg.seed + 1 + 1000 * self.dist.rank)
 
         # Progress, all of it saved in last.pt so that a run can resume exactly.
         self.epoch = 0  # finished epochs
@@ -108,13 +131,15 @@ class Trainer:
         self.history: list[dict[str, Any]] = []  # metrics.csv's rows
         self.elapsed = 0.0  # training seconds before this process
         self.stop = StopRequest()
+        self.on_epoch_end: Callable[[dict[str, Any]], None] | None = None
 
         if resume_dir:
-            self.load_resume_state(load_checkpoint(self.run_dir / "last.pt"))
-        else:
+            load_resume_state(self, load_checkpoint(self.run_dir / "last.pt"))
+        elif self.dist.is_main:
             write_text(self.run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
-        self.log = RunLog(self.run_dir / "train.log", quiet)
-        self.csv = MetricsCSV(self.run_dir / "metrics.csv", self.history)
+        self.log = RunLog(self.run_dir / "train.log", quiet, enabled=self.dist.is_main)
+        self.csv = MetricsCSV(self.run_dir / "metrics.csv", self.history,
+                              enabled=self.dist.is_main)
 
     @property
     def eval_model(self) -> nn.Module:
@@ -139,13 +164,13 @@ class Trainer:
             correct += p["correct"]
         with epoch_bar(self.steps_per_epoch, epoch, cfg.epochs, first) as bar:
             for step in range(first, self.steps_per_epoch):
-                if self.stop.signum is not None:
+                if self.should_stop(step, total_loss, epoch):
                     self.partial = dict(order=order.cpu(), step=step, loss=total_loss.item(),
                                         correct=correct.item(), seen=seen)
                     self.interrupt(epoch, step)
-                if step % 100 == 99:  # a host sync now and then: stop soon after a NaN
-                    self.check_finite(total_loss.item(), epoch)
-                idx = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+                # This process's share of the global batch (all of it in a single process).
+                start = step * cfg.batch_size + self.dist.rank * self.local_batch
+                idx = order[start:start + self.local_batch]
                 flips = None if self.flip_bits is None else self.flip_bits[idx] ^ (epoch % 2 == 0)
                 x = self.augment(self.data.train_images[idx], self.aug_gen, flips)
                 y = self.data.train_labels[idx]
@@ -171,9 +196,28 @@ class Trainer:
                 correct += (logits.argmax(1) == y).sum()
                 seen += len(y)
                 bar.update()
-        mean_loss = (total_loss / max(seen, 1)).item()
+        count = torch.tensor(float(seen), device=self.device)
+        self.dist.sum_(total_loss, correct, count)
+        mean_loss = (total_loss / count.clamp(min=1)).item()
         self.check_finite(mean_loss, epoch)
-        return mean_loss, 100.0 * correct.item() / max(seen, 1)
+        return mean_loss, 100.0 * correct.item() / max(count.item(), 1)
+
+    def should_stop(self, step: int, total_loss: torch.Tensor, epoch: int) -> bool:
+        """Whether a signal asks to stop before `step`; also stops a run whose loss went bad.
+        With several processes they decide together, every 10 steps, so all stop at once."""
+        if not self.dist.active:
+            if step % 100 == 99:  # a host sync now and then: stop soon after a NaN
+                self.check_finite(total_loss.item(), epoch)
+            return self.stop.signum is not None
+        if step % 10:
+            return False
+        stop, bad = self.dist.any([self.stop.signum is not None,
+                                   not torch.isfinite(total_loss).item()], self.device)
+        if bad:
+            self.check_finite(float("nan"), epoch)
+        if stop and self.stop.signum is None:
+            self.stop.signum = signal.SIGTERM  # another process was signalled
+        return stop
 
     def check_finite(self, loss: float, epoch: int) -> None:
         if not math.isfinite(loss):
@@ -186,7 +230,8 @@ class Trainer:
         """Save everything, say how to resume, and stop (exit code 130 for SIGINT, 143 for
         SIGTERM)."""
         self.check_finite(self.partial["loss"], epoch)  # never save weights gone bad
-        self.save_last()
+        if self.dist.is_main:
+            self.save_last()
         name = signal.Signals(self.stop.signum).name
         message = (f"stopped by {name} in epoch {epoch} at step {step}/{self.steps_per_epoch}; "
                    f"everything is saved in {self.run_dir / 'last.pt'}. Resume with: "
@@ -211,59 +256,25 @@ class Trainer:
         val_acc = self.history[-1]["val_acc"] if self.history else None
         save_checkpoint(self.run_dir / "last.pt", self.eval_model, self.cfg.to_dict(),
                         self.classes, epoch=self.epoch, val_acc=val_acc,
-                        resume=self.resume_state())
-
-    def resume_state(self) -> dict[str, Any]:
-        return {
-            "epoch": self.epoch, "partial": self.partial, "history": self.history,
-            "best_score": self.best_score, "best_epoch": self.best_epoch,
-            "bad_epochs": self.bad_epochs, "early_stopped": self.early_stopped,
-            "elapsed": self.elapsed + time.perf_counter() - self.started,
-            "model": {k: v.detach().cpu() for k, v in unwrap(self.model).state_dict().items()},
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "flip_bits": self.flip_bits.cpu() if self.flip_bits is not None else None,
-            "rng": rng_state(self.generators),
-        }
-
-    def load_resume_state(self, ckpt: dict[str, Any]) -> None:
-        r = ckpt.get("resume")
-        if r is None:
-            raise CheckpointError(f"{self.run_dir / 'last.pt'} holds no resume state")
-        try:
-            unwrap(self.model).load_state_dict(r["model"])
-            if self.ema is not None:
-                self.ema.load_state_dict(r["ema"])
-            self.optimizer.load_state_dict(r["optimizer"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as e:
-            first = str(e).strip().splitlines()[0]
-            raise CheckpointError(f"{self.run_dir / 'last.pt'} does not fit this run's model "
-                                  f"and settings: {first}") from None
-        self.scheduler.load_state_dict(r["scheduler"])
-        self.scaler.load_state_dict(r["scaler"])
-        if r["flip_bits"] is not None:
-            self.flip_bits = r["flip_bits"].to(self.device)
-        set_rng_state(r["rng"], self.generators)
-        self.epoch, self.partial, self.history = r["epoch"], r["partial"], r["history"]
-        self.best_score, self.best_epoch = r["best_score"], r["best_epoch"]
-        self.bad_epochs, self.early_stopped = r["bad_epochs"], r["early_stopped"]
-        self.elapsed = r["elapsed"]
+                        resume=resume_state(self))
 
     @property
     def generators(self) -> dict[str, torch.Generator]:
         return {"order": self.order_gen, "aug": self.aug_gen}
 
-    def fit(self) -> dict[str, Any]:
-        """Train the remaining epochs, then test the chosen weights once. Releases the lock."""
+    def fit(self, test: bool = True) -> dict[str, Any]:
+        """Train the remaining epochs, then test the chosen weights once (not with
+        `test=False`, as in a hyperparameter search). Releases the lock."""
         self.started = time.perf_counter()
         try:
             with self.stop.active():
-                return self._fit()
+                return self._fit(test)
         finally:
-            self.lock.release()
+            if self.lock:
+                self.lock.release()
+            self.dist.close()
 
-    def _fit(self) -> dict[str, Any]:
+    def _fit(self, test: bool) -> dict[str, Any]:
         cfg, log = self.cfg, self.log
         params = sum(p.numel() for p in self.model.parameters())
         log(f"cifarlab {cifarlab.__version__}  preset {cfg.preset}  model {cfg.model} "
@@ -280,31 +291,45 @@ class Trainer:
                 break
             t0 = time.perf_counter()
             loss, acc = self.train_epoch(epoch)
-            val = self.evaluate(self.data.val_images, self.data.val_labels) if has_val else None
+            # Validation on rank 0 only; every process then takes the same decisions from it.
+            val = (self.evaluate(self.data.val_images, self.data.val_labels)
+                   if has_val and self.dist.is_main else None)
             elapsed = self.elapsed + time.perf_counter() - self.started
-            row = dict(epoch=epoch, train_loss=loss, train_acc=acc,
-                       val_loss=val and val["loss"], val_acc=val and val["top1"],
-                       lr=self.optimizer.param_groups[0]["lr"],
-                       epoch_seconds=time.perf_counter() - t0, elapsed_seconds=elapsed)
+            row = self.dist.broadcast(dict(
+                epoch=epoch, train_loss=loss, train_acc=acc, val_loss=val and val["loss"],
+                val_acc=val and val["top1"], lr=self.optimizer.param_groups[0]["lr"],
+                epoch_seconds=time.perf_counter() - t0, elapsed_seconds=elapsed))
             self.epoch = epoch
             self.history.append(row)
             # Without a validation split the last epoch is the chosen one: never the test set.
             score = row["val_acc"] if has_val else float(epoch)
             if score > self.best_score:
                 self.best_score, self.best_epoch, self.bad_epochs = score, epoch, 0
-                self.save_best(row["val_acc"])
+                if self.dist.is_main:
+                    self.save_best(row["val_acc"])
             else:
                 self.bad_epochs += 1
             self.early_stopped = bool(has_val and cfg.patience
                                       and self.bad_epochs >= cfg.patience)
-            self.save_last()
+            if self.dist.is_main:
+                self.save_last()
             self.csv.add(row)
             log(epoch_line(row, cfg.epochs, elapsed / epoch * (cfg.epochs - epoch)))
+            if self.on_epoch_end is not None:  # e.g. a tuning trial reports and may prune
+                self.on_epoch_end(row)
             if self.early_stopped:
                 log(f"early stop: no better validation accuracy for {cfg.patience} epochs")
         train_seconds = self.elapsed + time.perf_counter() - self.started
-        return self.finish(self.epoch, self.best_epoch,
-                           self.best_score if has_val else None, train_seconds)
+        metrics = None
+        best_val = self.best_score if has_val else None
+        if self.dist.is_main and not test:
+            metrics = dict(best_epoch=self.best_epoch, best_val_acc=best_val, epochs=self.epoch,
+                           train_seconds=train_seconds, run_dir=str(self.run_dir),
+                           test="not evaluated: the test set is kept out of the search")
+            write_text(self.run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+        elif self.dist.is_main:  # the test set is evaluated once, by rank 0
+            metrics = self.finish(self.epoch, self.best_epoch, best_val, train_seconds)
+        return self.dist.broadcast(metrics)
 
     def finish(self, epochs_run: int, best_epoch: int, best_val: float | None,
                train_seconds: float) -> dict[str, Any]:
@@ -368,29 +393,3 @@ def train(config: Config | None = None, *, preset: str | None = None,
     if cfg.data_dir is None:
         cfg.data_dir = str(default_data_dir())
     return Trainer(cfg, quiet=quiet).fit()
-
-
-RESUME_OVERRIDES = ("device", "num_threads", "data_dir")  # where it runs, not what it computes
-
-
-def resume(run_dir: str | os.PathLike, quiet: bool = False, **overrides: Any) -> dict[str, Any]:
-    """Continue a stopped run from its last.pt with the run's own settings; only where it runs
-    (device, threads, data folder) may change."""
-    run_dir = Path(run_dir)
-    unknown = set(overrides) - set(RESUME_OVERRIDES)
-    if unknown:
-        raise CifarlabError(f"--resume continues with the run's own settings; only "
-                            f"{', '.join(_flag(k) for k in RESUME_OVERRIDES)} may be given, "
-                            f"not {', '.join(sorted(_flag(k) for k in unknown))}")
-    if (run_dir / "metrics.json").exists():
-        raise CifarlabError(f"{run_dir} finished already (it has metrics.json); nothing to resume")
-    if not (run_dir / "last.pt").is_file():
-        raise CifarlabError(f"{run_dir} holds no last.pt to resume from; is it a run folder "
-                            "whose first epoch finished?")
-    saved = load_checkpoint(run_dir / "last.pt")["config"]
-    cfg = make_config(**{**saved, **overrides})
-    return Trainer(cfg, quiet=quiet, resume_dir=run_dir).fit()
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")

@@ -1,0 +1,62 @@
+"""torchrun with gloo on the CPU: two processes train one run, as one process would."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import TINY, write_fake_cifar
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp-data")
+    write_fake_cifar(root, per_file=200)
+    return root
+
+
+def train_cmd(data, run, nproc, *extra):
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                 "--nproc-per-node", str(nproc)] if nproc > 1 else [sys.executable])
+    return subprocess.run([*launcher, "-m", "cifarlab", "train", "--data-dir", str(data),
+                           "--run-dir", str(run), "--val-size", "100", "--epochs", "3",
+                           "--no-report", "--num-threads", "1", *extra],
+                          capture_output=True, text=True, timeout=300)
+
+
+def rows(run):
+    with open(run / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_two_processes_match_one_with_the_same_global_batch(data, tmp_path):
+    """Without BatchNorm, dropout or augmentation, averaging the gradients of two halves of
+    each batch is the gradient of the whole batch: the runs agree to float precision."""
+    recipe = ["--preset", "tutorial", "--model-args", '{"dropout": 0}', "--batch-size", "32"]
+    two = train_cmd(data, tmp_path / "two", 2, *recipe)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = train_cmd(data, tmp_path / "one", 1, *recipe)
+    assert one.returncode == 0, one.stderr
+    assert two.stdout.count("epoch   1/3") == 1 and two.stdout.count("test accuracy") == 1
+    for a, b in zip(rows(tmp_path / "two"), rows(tmp_path / "one"), strict=True):
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-4, abs=1e-5), key
+    m2, m1 = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("two", "one"))
+    assert m2["test_top1"] == pytest.approx(m1["test_top1"])
+    assert m2["test_loss"] == pytest.approx(m1["test_loss"], rel=1e-3)
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
+        "best.pt", "config.json", "last.pt", "metrics.csv", "metrics.json", "train.log"]
+
+
+def test_fastnet_with_batchnorm_and_augmentation_trains_in_two_processes(data, tmp_path):
+    args = ["--model", "fastnet", "--model-args", json.dumps(TINY["model_args"]),
+            "--lr", "0.05", "--warmup-epochs", "0", "--amp", "off", "--tta", "none",
+            "--batch-size", "64"]
+    r = train_cmd(data, tmp_path / "run", 2, *args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["epochs"] == 3 and m["test_top1"] > 30  # 10 classes: well above chance
+    bad = train_cmd(data, tmp_path / "bad", 2, *args[:-2], "--batch-size", "33")
+    assert bad.returncode != 0 and "must divide evenly among 2 processes" in bad.stderr

@@ -1,0 +1,114 @@
+"""cifarlab tune: Optuna search on the validation split, shared storage, the test set once."""
+
+import importlib
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from cifarlab.cli import main
+from cifarlab.config import ConfigError
+from cifarlab.tune import DEFAULT_SPACE, read_space
+from conftest import TINY
+
+optuna = pytest.importorskip("optuna")
+
+SPACE = {"lr": {"low": 0.01, "high": 0.1, "log": True},
+         "label_smoothing": {"low": 0.0, "high": 0.2},
+         "batch_size": {"choices": [16, 32]}, "epochs": {"low": 1, "high": 2}}
+
+
+@pytest.fixture
+def setup(fake_data, tmp_path):
+    """A config file with TINY settings and a small search space in its `tune` table."""
+    cfg = {k: v for k, v in TINY.items() if k not in ("epochs", "batch_size", "lr")}
+    cfg.update(data_dir=str(fake_data), tune=SPACE)
+    path = tmp_path / "tune.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def tune_args(setup, tmp_path, *extra):
+    return ["tune", "--config", str(setup), "--runs-dir", str(tmp_path / "runs"),
+            "--study", "s", "--storage", f"sqlite:///{tmp_path / 'study.db'}", *extra]
+
+
+def test_search_keeps_the_test_set_for_the_end(setup, tmp_path, capsys, monkeypatch):
+    module = importlib.import_module("cifarlab.evaluate")  # the package exports the function
+    tested = []
+    real = module.evaluate
+    monkeypatch.setattr(module, "evaluate", lambda *a, **k: tested.append(a) or real(*a, **k))
+    assert main(tune_args(setup, tmp_path, "--trials", "4", "--sampler-seed", "0")) == 0
+    out = capsys.readouterr().out
+    assert out.count("validation") >= 4 and "used once, after the search" in out
+    summary = json.loads((tmp_path / "runs" / "s" / "tune.json").read_text())
+    assert summary["trials"]["complete"] + summary["trials"]["pruned"] == 4
+    assert set(summary["best_params"]) == set(SPACE) and 0 <= summary["test_top1"] <= 100
+    assert len(tested) == 1  # the test set: once, for the best trial only
+    for trial in (tmp_path / "runs" / "s").glob("trial-*"):
+        m = json.loads((trial / "metrics.json").read_text()) if (
+            trial / "metrics.json").exists() else {"test": "pruned"}
+        assert "test_top1" not in m  # no trial looked at the test set
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    first = study.trials[0]
+    assert first.intermediate_values  # validation accuracy reported every epoch
+
+
+def test_two_workers_share_one_study(setup, tmp_path):
+    cmd = [sys.executable, "-m", "cifarlab", *tune_args(setup, tmp_path, "--trials", "3")]
+    workers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for _ in range(2)]
+    for w in workers:
+        out, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(study.trials) == 6
+    assert sorted(t.number for t in study.trials) == list(range(6))
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+
+
+def test_a_crashed_workers_trial_is_marked_failed_and_the_study_goes_on(setup, tmp_path):
+    cmd = [sys.executable, "-m", "cifarlab",
+           *tune_args(setup, tmp_path, "--trials", "1", "--heartbeat", "1")]
+    space = json.loads(setup.read_text())
+    space["tune"]["epochs"] = {"low": 200, "high": 200}  # long enough to be killed in
+    setup.write_text(json.dumps(space))
+    crashed = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db = tmp_path / "runs" / "s" / "trial-0000" / "metrics.csv"
+    deadline = time.time() + 120
+    while not db.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1)
+    crashed.send_signal(signal.SIGKILL)
+    crashed.wait()
+    space["tune"]["epochs"] = {"low": 1, "high": 1}
+    setup.write_text(json.dumps(space))
+    time.sleep(3)  # the dead worker's heartbeat goes stale
+    ok = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert ok.returncode == 0, ok.stderr
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
+
+
+def test_search_space_files_and_mistakes(tmp_path):
+    assert read_space(None) == DEFAULT_SPACE
+    f = tmp_path / "space.yaml"
+    f.write_text("lr: {low: 0.1, high: 1, log: true}\n")
+    assert read_space(f) == {"lr": {"low": 0.1, "high": 1, "log": True}}
+    f.write_text("nonsense: {low: 0, high: 1}\n")
+    with pytest.raises(ConfigError, match="'nonsense' cannot be searched"):
+        read_space(f)
+    f.write_text("lr: 0.5\n")
+    with pytest.raises(ConfigError, match="needs"):
+        read_space(f)
+
+
+def test_tuning_without_a_validation_split_is_refused(setup, tmp_path, capsys):
+    cfg = json.loads(setup.read_text())
+    cfg["val_size"] = 0
+    setup.write_text(json.dumps(cfg))
+    assert main(tune_args(setup, tmp_path, "--trials", "1")) == 2
+    assert "test set must not guide the search" in capsys.readouterr().err
