@@ -121,6 +121,8 @@ def tune(preset: str | None, config_file: str | None, space: dict[str, dict[str,
         trainer = Trainer(cfg, data=data, quiet=True)
 
         def report(row: dict[str, Any]) -> None:
+            log(f"trial {trial.number} epoch {row['epoch']}/{cfg.epochs}: "
+                f"validation {row['val_acc']:.2f}%  ({row['epoch_seconds']:.0f} s)")
             trial.report(row["val_acc"], row["epoch"])
             if trial.should_prune():
                 raise optuna.TrialPruned()
