@@ -137,6 +137,10 @@ def test_a_folder_in_use_is_refused_and_a_stale_lock_taken_over(fake_data, tmp_p
     finally:
         owner.kill()
         owner.wait()
+    with pytest.raises(CifarlabError, match="not found"):  # a failed start frees the folder
+        train(data_dir=str(tmp_path / "nothing"), download=False, run_dir=str(run), quiet=True,
+              **TINY)
+    assert not (run / "lock").exists()
     m = train(data_dir=str(fake_data), run_dir=str(run), quiet=True, **TINY)
     assert m["epochs"] == 2 and not (run / "lock").exists()
 

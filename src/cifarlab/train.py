@@ -79,6 +79,16 @@ class Trainer:
             self.run_dir = self.run_dir or make_run_dir(cfg.run_dir, cfg.preset)
             self.lock = RunLock(self.run_dir).acquire()
         self.run_dir = Path(self.dist.broadcast(str(self.run_dir)))
+        try:
+            self.build(cfg, data, quiet, resume_dir)
+        except BaseException:  # e.g. missing data: leave the folder free for the next try
+            if self.lock:
+                self.lock.release()
+            raise
+
+    def build(self, cfg: Config, data: CifarData | None, quiet: bool,
+              resume_dir: str | os.PathLike | None) -> None:
+        """Data, model, optimizer and state: everything but the run folder."""
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         self.amp = amp_dtype(cfg.amp, self.device)

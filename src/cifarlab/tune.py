@@ -95,8 +95,9 @@ def open_study(storage: str, study: str, seed: int | None = None, heartbeat: int
 def tune(preset: str | None, config_file: str | None, space: dict[str, dict[str, Any]],
          trials: int, storage: str | None, study_name: str | None, runs_dir: Path,
          data_dir: str | None, timeout: float | None = None, sampler_seed: int | None = None,
-         heartbeat: int = 60, log=print) -> dict[str, Any]:
+         heartbeat: int = 60, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run `trials` trials in this worker, then test the best trial once if the study is idle."""
+    log = log or _say
     import optuna
 
     from cifarlab.train import Trainer, TrainingError
@@ -139,7 +140,8 @@ def tune(preset: str | None, config_file: str | None, space: dict[str, dict[str,
     return summarize(study, storage, runs_dir, log)
 
 
-def summarize(study: Any, storage: str, runs_dir: Path, log=print) -> dict[str, Any]:
+def summarize(study: Any, storage: str, runs_dir: Path,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Counts, the best trial, and its one test-set evaluation (once no trial is running)."""
     from cifarlab.evaluate import evaluate
 
@@ -173,6 +175,10 @@ def summarize(study: Any, storage: str, runs_dir: Path, log=print) -> dict[str, 
     os.replace(tmp, runs_dir / "tune.json")
     log(f"wrote {runs_dir / 'tune.json'}")
     return out
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)  # one line per trial and epoch, visible at once in a log file
 
 
 def _fmt(params: dict[str, Any]) -> str:
