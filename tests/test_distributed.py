@@ -2,8 +2,10 @@
 
 import csv
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -50,13 +52,49 @@ def test_two_processes_match_one_with_the_same_global_batch(data, tmp_path):
         "best.pt", "config.json", "last.pt", "metrics.csv", "metrics.json", "train.log"]
 
 
-def test_fastnet_with_batchnorm_and_augmentation_trains_in_two_processes(data, tmp_path):
-    args = ["--model", "fastnet", "--model-args", json.dumps(TINY["model_args"]),
-            "--lr", "0.05", "--warmup-epochs", "0", "--amp", "off", "--tta", "none",
-            "--batch-size", "64"]
-    r = train_cmd(data, tmp_path / "run", 2, *args)
+FASTNET = ["--model", "fastnet", "--model-args", json.dumps(TINY["model_args"]), "--lr", "0.05",
+           "--warmup-epochs", "0", "--amp", "off", "--tta", "none", "--batch-size", "32"]
+
+
+@pytest.fixture(scope="module")
+def fastnet_run(data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("ddp-fastnet") / "run"
+    r = train_cmd(data, run, 2, *FASTNET)
     assert r.returncode == 0, r.stderr[-3000:]
-    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    return run
+
+
+def test_fastnet_with_batchnorm_and_augmentation_trains_in_two_processes(data, fastnet_run,
+                                                                         tmp_path):
+    m = json.loads((fastnet_run / "metrics.json").read_text())
     assert m["epochs"] == 3 and m["test_top1"] > 30  # 10 classes: well above chance
-    bad = train_cmd(data, tmp_path / "bad", 2, *args[:-2], "--batch-size", "33")
+    bad = train_cmd(data, tmp_path / "bad", 2, *FASTNET[:-2], "--batch-size", "33")
     assert bad.returncode != 0 and "must divide evenly among 2 processes" in bad.stderr
+
+
+def test_a_torchrun_run_stopped_by_sigterm_resumes_exactly(data, fastnet_run, tmp_path):
+    """torchrun passes SIGTERM to its workers: they stop together, each process's share of
+    the stopped epoch is saved, and a resumed two-process run ends as the uninterrupted one."""
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+           "2", "-m", "cifarlab", "train", "--data-dir", str(data), "--run-dir", str(run),
+           "--val-size", "100", "--epochs", "3", "--no-report", "--num-threads", "1", *FASTNET]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "metrics.csv").exists() or len(rows(run)) < 1:
+        assert p.poll() is None and time.time() < deadline, "run ended before it was stopped"
+        time.sleep(0.02)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert "stopped by SIGTERM" in (run / "train.log").read_text()
+    assert "torchrun --nproc-per-node 2 (as before) -m cifarlab train --resume" in err
+    assert not (run / "metrics.json").exists()
+    resumed = subprocess.run([*cmd[:6], "-m", "cifarlab", "train", "--resume", str(run),
+                              "--num-threads", "1"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    strip = [{k: v for k, v in r.items() if "seconds" not in k} for r in rows(run)]
+    assert strip == [{k: v for k, v in r.items() if "seconds" not in k}
+                     for r in rows(fastnet_run)]
+    a, b = (json.loads((r / "metrics.json").read_text()) for r in (run, fastnet_run))
+    assert (a["test_top1"], a["test_loss"], a["best_epoch"]) == (b["test_top1"], b["test_loss"],
+                                                                 b["best_epoch"])

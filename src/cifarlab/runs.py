@@ -183,10 +183,11 @@ def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator])
         g.set_state(state["generators"][name])
 
 
-def resume_state(t: Trainer) -> dict[str, Any]:
-    """Everything a run needs to continue exactly: saved in last.pt at every epoch's end."""
+def resume_state(t: Trainer, ranks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Everything a run needs to continue exactly: saved in last.pt at every epoch's end.
+    `ranks` holds each process's own part: its augmentation generator and stopped epoch."""
     return {
-        "epoch": t.epoch, "partial": t.partial, "history": t.history,
+        "epoch": t.epoch, "ranks": ranks, "history": t.history,
         "best_score": t.best_score, "best_epoch": t.best_epoch,
         "bad_epochs": t.bad_epochs, "early_stopped": t.early_stopped,
         "elapsed": t.elapsed + time.perf_counter() - t.started,
@@ -218,9 +219,17 @@ def load_resume_state(t: Trainer, ckpt: dict[str, Any]) -> None:
     if r["flip_bits"] is not None:
         t.flip_bits = r["flip_bits"].to(t.device)
     set_rng_state(r["rng"], t.generators)
-    t.epoch, t.partial, t.history = r["epoch"], r["partial"], r["history"]
+    t.epoch, t.history = r["epoch"], r["history"]
+    ranks = r["ranks"]
+    if len(ranks) == t.dist.world:  # the same processes: each takes up its own part
+        t.partial = ranks[t.dist.rank]["partial"]
+        t.aug_gen.set_state(ranks[t.dist.rank]["aug"])
+    elif ranks[0]["partial"] is not None:
+        raise CifarlabError(f"{t.run_dir} was stopped in the middle of an epoch with "
+                            f"{len(ranks)} process(es); resume it with as many")
+    else:  # another number of processes, at an epoch's end: fresh augmentation draws
+        t.partial = None
+        t.aug_gen.manual_seed(t.cfg.seed + 1 + 1000 * t.dist.rank + t.epoch)
     t.best_score, t.best_epoch = r["best_score"], r["best_epoch"]
     t.bad_epochs, t.early_stopped = r["bad_epochs"], r["early_stopped"]
     t.elapsed = r["elapsed"]
-    if t.dist.rank:  # other processes draw their own augmentations (exact for one process)
-        t.aug_gen.manual_seed(t.cfg.seed + 1 + 1000 * t.dist.rank + t.epoch)

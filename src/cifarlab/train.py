@@ -130,7 +130,7 @@ class Trainer:
         # Alternating flip: each image's first-epoch flip is random, then it alternates.
         self.flip_bits = (torch.rand(len(self.data.train_images), generator=self.aug_gen,
                                      device=self.device) < 0.5) if cfg.alternate_flip else None
-        if self.dist.rank:  # every process augments its own shard with its own draws
+        if self.dist.rank:  # every process augments its own share with its own draws
             self.aug_gen.manual_seed(cfg.seed + 1 + 1000 * self.dist.rank)
 
         # Progress, all of it saved in last.pt so that a run can resume exactly.
@@ -240,12 +240,13 @@ class Trainer:
         """Save everything, say how to resume, and stop (exit code 130 for SIGINT, 143 for
         SIGTERM)."""
         self.check_finite(self.partial["loss"], epoch)  # never save weights gone bad
-        if self.dist.is_main:
-            self.save_last()
+        self.save_last()
         name = signal.Signals(self.stop.signum).name
+        launcher = (f"torchrun --nproc-per-node {self.dist.world} (as before) -m "
+                    if self.dist.active else "")
         message = (f"stopped by {name} in epoch {epoch} at step {step}/{self.steps_per_epoch}; "
                    f"everything is saved in {self.run_dir / 'last.pt'}. Resume with: "
-                   f"cifarlab train --resume {self.run_dir}")
+                   f"{launcher}cifarlab train --resume {self.run_dir}")
         self.log(message, echo=False)
         raise TrainingInterrupted(message, self.stop.signum)
 
@@ -262,11 +263,16 @@ class Trainer:
                         self.classes, epoch=self.epoch, val_acc=val_acc)
 
     def save_last(self) -> None:
-        """last.pt: the weights to use plus the whole state a resumed run continues from."""
+        """last.pt: the weights to use plus the whole state a resumed run continues from.
+        Called by every process: each one's own part (its augmentation generator, its share
+        of a stopped epoch) is gathered to rank 0, which writes the file."""
+        ranks = self.dist.gather({"partial": self.partial, "aug": self.aug_gen.get_state()})
+        if not self.dist.is_main:
+            return
         val_acc = self.history[-1]["val_acc"] if self.history else None
         save_checkpoint(self.run_dir / "last.pt", self.eval_model, self.cfg.to_dict(),
                         self.classes, epoch=self.epoch, val_acc=val_acc,
-                        resume=resume_state(self))
+                        resume=resume_state(self, ranks))
 
     @property
     def generators(self) -> dict[str, torch.Generator]:
@@ -321,8 +327,7 @@ class Trainer:
                 self.bad_epochs += 1
             self.early_stopped = bool(has_val and cfg.patience
                                       and self.bad_epochs >= cfg.patience)
-            if self.dist.is_main:
-                self.save_last()
+            self.save_last()
             self.csv.add(row)
             log(epoch_line(row, cfg.epochs, elapsed / epoch * (cfg.epochs - epoch)))
             if self.on_epoch_end is not None:  # e.g. a tuning trial reports and may prune
