@@ -44,6 +44,12 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(_flag(f.name), **kw)
 
 
+def _add_tta(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """--tta for commands that use a trained run; the choices are Config.tta's."""
+    choices = next(f for f in dataclasses.fields(Config) if f.name == "tta").metadata["choices"]
+    parser.add_argument("--tta", choices=choices, help=help_text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cifarlab", description="Train, evaluate and use CIFAR-10/100 image classifiers.")
@@ -72,8 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data-dir", help="dataset folder (default: the one used in training)")
     ev.add_argument("--split", choices=("test", "val"), default="test")
     ev.add_argument("--batch-size", type=int, help="default: the run's eval batch size")
-    ev.add_argument("--tta", choices=("none", "flip", "flip-translate"),
-                    help="test-time augmentation (default: the run's setting)")
+    _add_tta(ev, "test-time augmentation (default: the run's setting)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
@@ -96,8 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--topk", type=int, default=5, help="classes shown per image (default: 5)")
     pr.add_argument("--json", action="store_true", help="one JSON object per line")
     pr.add_argument("--batch-size", type=int, default=256)
-    pr.add_argument("--tta", choices=("none", "flip", "flip-translate"),
-                    help="test-time augmentation (default: the run's setting)")
+    _add_tta(pr, "test-time augmentation (default: the run's setting)")
     pr.add_argument("--device", default="auto")
 
     ex = sub.add_parser(
@@ -108,8 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     ex.add_argument("-o", "--output", metavar="FILE",
                     help="default: RUN_DIR/model.onnx or RUN_DIR/model.torchscript.pt")
-    ex.add_argument("--tta", choices=("none", "flip", "flip-translate"),
-                    help="test-time augmentation built into the graph (default: the run's)")
+    _add_tta(ex, "test-time augmentation built into the graph (default: the run's)")
 
     tu = sub.add_parser(
         "tune", help="hyperparameter search with Optuna (TPE, median pruning, shared storage)",
