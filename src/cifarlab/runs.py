@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from cifarlab.checkpoint import unwrap
+from cifarlab.checkpoint import load_checkpoint, unwrap
+from cifarlab.config import make_config
 from cifarlab.errors import CheckpointError, CifarlabError
 
 if TYPE_CHECKING:
@@ -72,9 +73,7 @@ def resume(run_dir: str | os.PathLike, quiet: bool = False, **overrides: Any) ->
     if not (run_dir / "last.pt").is_file():
         raise CifarlabError(f"{run_dir} holds no last.pt to resume from; is it a run folder "
                             "whose first epoch finished?")
-    from cifarlab.checkpoint import load_checkpoint
-    from cifarlab.config import make_config
-    from cifarlab.train import Trainer
+    from cifarlab.train import Trainer  # train.py builds on this module
 
     saved = load_checkpoint(run_dir / "last.pt")["config"]
     cfg = make_config(**{**saved, **overrides})
