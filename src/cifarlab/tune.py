@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -77,15 +79,21 @@ def open_study(storage: str, study: str, seed: int | None = None, heartbeat: int
         raise CifarlabError("cifarlab tune needs Optuna: pip install 'cifarlab[tune]'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
-    try:
-        with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
-            warnings.simplefilter("ignore")
-            rdb = optuna.storages.RDBStorage(storage, engine_kwargs=kwargs,
-                                             heartbeat_interval=heartbeat,
-                                             grace_period=2 * heartbeat)
-    except Exception as e:  # bad URL, missing database driver, unreachable server
-        raise CifarlabError(f"cannot open the study storage {storage}: "
-                            f"{str(e).splitlines()[0]}") from None
+    # Workers started together race to create the tables of a new database; the losers of
+    # that race find them created when they try again.
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
+                warnings.simplefilter("ignore")
+                rdb = optuna.storages.RDBStorage(storage, engine_kwargs=kwargs,
+                                                 heartbeat_interval=heartbeat,
+                                                 grace_period=2 * heartbeat)
+            break
+        except Exception as e:  # bad URL, missing database driver, unreachable server
+            if attempt == 4:
+                raise CifarlabError(f"cannot open the study storage {storage}: "
+                                    f"{str(e).splitlines()[0]}") from None
+            time.sleep(random.uniform(0.2, 1.0))
     return optuna.create_study(
         study_name=study, storage=rdb, direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed),
