@@ -11,11 +11,7 @@ import typing
 
 from cifarlab.config import DEFAULT_PRESET, PRESETS, Config, field_types, make_config
 from cifarlab.errors import CifarlabError
-from cifarlab.runs import TrainingInterrupted
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+from cifarlab.runs import TrainingInterrupted, option_name
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +29,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         help_text = help_text.replace("%", "%%")
         kw: dict[str, typing.Any] = dict(default=argparse.SUPPRESS, help=help_text)
         if hint is bool or hint == (bool | None):
-            parser.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, **kw)
+            parser.add_argument(option_name(f.name), action=argparse.BooleanOptionalAction, **kw)
             continue
         if typing.get_origin(hint) is tuple:
             kw.update(nargs=len(typing.get_args(hint)), metavar="X")
@@ -41,7 +37,7 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
             kw.update(choices=f.metadata["choices"])
         else:
             kw.update(metavar=f.name.upper())
-        parser.add_argument(_flag(f.name), **kw)
+        parser.add_argument(option_name(f.name), **kw)
 
 
 def _add_tta(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -272,12 +268,12 @@ def cmd_models(args: dict) -> int:
 def _as_flags(name: str, value: typing.Any) -> str:
     """A setting spelt as the command-line option that sets it."""
     if isinstance(value, bool):
-        return _flag(name) if value else _flag("no_" + name)
+        return option_name(name) if value else option_name("no_" + name)
     if isinstance(value, (tuple, list)):
         value = " ".join(map(str, value))
     elif isinstance(value, dict):
         value = f"'{json.dumps(value)}'"
-    return f"{_flag(name)} {value}"
+    return f"{option_name(name)} {value}"
 
 
 def cmd_presets(args: dict) -> int:

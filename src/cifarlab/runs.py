@@ -66,8 +66,8 @@ def resume(run_dir: str | os.PathLike, quiet: bool = False, **overrides: Any) ->
     unknown = set(overrides) - set(RESUME_OVERRIDES)
     if unknown:
         raise CifarlabError(f"--resume continues with the run's own settings; only "
-                            f"{', '.join(_flag(k) for k in RESUME_OVERRIDES)} may be given, "
-                            f"not {', '.join(sorted(_flag(k) for k in unknown))}")
+                            f"{', '.join(option_name(k) for k in RESUME_OVERRIDES)} may be given, "
+                            f"not {', '.join(sorted(option_name(k) for k in unknown))}")
     if (run_dir / "metrics.json").exists():
         raise CifarlabError(f"{run_dir} finished already (it has metrics.json); nothing to resume")
     if not (run_dir / "last.pt").is_file():
@@ -80,8 +80,9 @@ def resume(run_dir: str | os.PathLike, quiet: bool = False, **overrides: Any) ->
     return Trainer(cfg, quiet=quiet, resume_dir=run_dir).fit()
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def option_name(field: str) -> str:
+    """The command-line option of a Config field: num_threads -> --num-threads."""
+    return "--" + field.replace("_", "-")
 
 
 def _alive(pid: int) -> bool:
