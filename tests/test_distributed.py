@@ -98,3 +98,27 @@ def test_a_torchrun_run_stopped_by_sigterm_resumes_exactly(data, fastnet_run, tm
     a, b = (json.loads((r / "metrics.json").read_text()) for r in (run, fastnet_run))
     assert (a["test_top1"], a["test_loss"], a["best_epoch"]) == (b["test_top1"], b["test_loss"],
                                                                  b["best_epoch"])
+
+
+def test_a_torchrun_process_exits_without_python_shutdown(monkeypatch):
+    """In a torchrun job the command leaves with os._exit and the command's exit code: gloo's
+    worker threads, still releasing the last collective's tensors while Python shuts down,
+    aborted about one two-process run in eight (SIGABRT instead of exit code 0)."""
+    from cifarlab import cli
+
+    class Exited(Exception):
+        pass
+
+    def fake_exit(code):
+        raise Exited(code)
+
+    monkeypatch.setattr(cli, "main", lambda: 143)
+    monkeypatch.setattr(cli.os, "_exit", fake_exit)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(Exited) as e:
+        cli.run()
+    assert e.value.args == (143,)
+    monkeypatch.setenv("WORLD_SIZE", "1")  # a single process shuts down as usual
+    with pytest.raises(SystemExit) as s:
+        cli.run()
+    assert s.value.code == 143

@@ -1,3 +1,3 @@
-from cifarlab.cli import main
+from cifarlab.cli import run
 
-raise SystemExit(main())
+run()

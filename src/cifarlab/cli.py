@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import typing
 
@@ -309,5 +310,19 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def run() -> None:
+    """The `cifarlab` command and `python -m cifarlab`."""
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A process of a torchrun job leaves without Python's shutdown: torch's gloo worker
+        # threads can still be releasing a collective's tensors then, and that aborts the
+        # process (SIGABRT, "terminate called without an active exception"). Everything is
+        # written and every process has passed the final barrier by now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

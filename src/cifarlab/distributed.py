@@ -60,8 +60,15 @@ class Dist:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def close(self) -> None:
+    def close(self, together: bool) -> None:
+        """Leave the group. `together`: every process is here by the same path (the run ended
+        or stopped on a shared decision), so they first wait for each other: a gloo worker
+        thread still releasing the last collective's tensors while Python shuts down aborts
+        the process ("terminate called without an active exception"). After an error on one
+        process alone, the others would never come: no wait then."""
         if self.active and dist.is_initialized():
+            if together:
+                dist.barrier()
             dist.destroy_process_group()
 
 

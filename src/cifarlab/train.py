@@ -282,13 +282,19 @@ class Trainer:
         """Train the remaining epochs, then test the chosen weights once (not with
         `test=False`, as in a hyperparameter search). Releases the lock."""
         self.started = time.perf_counter()
+        together = False  # whether every process leaves by the same path
         try:
             with self.stop.active():
-                return self._fit(test)
+                metrics = self._fit(test)
+            together = True
+            return metrics
+        except TrainingInterrupted:
+            together = True  # the processes decided to stop together
+            raise
         finally:
             if self.lock:
                 self.lock.release()
-            self.dist.close()
+            self.dist.close(together)
 
     def _fit(self, test: bool) -> dict[str, Any]:
         cfg, log = self.cfg, self.log
