@@ -62,9 +62,8 @@ class Dist:
 
     def close(self, together: bool) -> None:
         """Leave the group. `together`: every process is here by the same path (the run ended
-        or stopped on a shared decision), so they first wait for each other: a gloo worker
-        thread still releasing the last collective's tensors while Python shuts down aborts
-        the process ("terminate called without an active exception"). After an error on one
+        or stopped on a shared decision), so they first wait for each other: none then leaves
+        (see cli.run) while a peer's last collective still needs it. After an error on one
         process alone, the others would never come: no wait then."""
         if self.active and dist.is_initialized():
             if together:
