@@ -21,8 +21,8 @@ REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # A model small enough to train in a second on the fake data; the report is drawn only by the
 # tests about it (it costs a few seconds).
 TINY = dict(model="fastnet", model_args={"widths": [8, 16, 16], "whiten_width": 8},
-            batch_size=32, val_size=50, lr=0.05, warmup_epochs=0, epochs=2, amp="off",
-            tta="none", report=False)
+            batch_size=32, val_size=50, lr=0.05, warmup=0, epochs=2, amp="off",
+            tta="none", report=False, device="cpu")
 
 
 def fake_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -118,3 +118,13 @@ def real_data() -> Path:
         pytest.skip(f"real CIFAR-10 not found at {REAL_DATA}/cifar-10-batches-py (the shared "
                     "read-only copy beside the checkout)")
     return REAL_DATA
+
+
+def fit_in(trainer, run_dir: Path) -> dict:
+    """Train a Trainer built by a test into a new run folder, as `cifarlab.train` does."""
+    from cifarlab.runs import RunFolder
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunFolder(run_dir) as folder:
+        folder.write_config(trainer.cfg)
+        return trainer.fit(folder)

@@ -133,3 +133,12 @@ def test_flip_mask_replaces_the_random_flip(x):
     out = Augmenter(cfg)(images, gen(), flip_mask=mask)
     plain = Augmenter(make_config("fast", crop_padding=0, flip=False))(images, gen())
     assert torch.equal(out[mask], plain[mask].flip(3)) and torch.equal(out[~mask], plain[~mask])
+
+
+def test_to_float_leaves_the_callers_tensor_alone():
+    from cifarlab.augment import to_float
+
+    pixels = torch.tensor([[0.0, 255.0]])
+    out = to_float(pixels)
+    assert torch.equal(pixels, torch.tensor([[0.0, 255.0]])) and out.tolist() == [[0.0, 1.0]]
+    assert to_float(torch.tensor([255], dtype=torch.uint8)).dtype == torch.float32

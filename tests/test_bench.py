@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -22,8 +23,10 @@ def test_bench_smoke_on_synthetic_data(fake_data, tmp_path, capsys):
     assert main(args) == 0
     result = json.loads(out.read_text())
     assert [(r["preset"], r["seed"]) for r in result["runs"]] == [("tutorial", 0), ("tutorial", 1)]
-    for r in result["runs"]:
-        assert 0 <= r["test_top1"] <= 100 and r["wall_seconds"] > 0 and r["peak_rss_mb"] > 50
+    for r in result["runs"]:  # each figure is the run's own
+        saved = json.loads((Path(r["run_dir"]) / "metrics.json").read_text())
+        assert r["test_top1"] == saved["test_top1"] and r["epochs"] == saved["epochs"] == 1
+        assert r["wall_seconds"] > saved["train_seconds"] and r["peak_rss_mb"] > 50
     assert result["torch_version"] and result["cpu_count"] and "tutorial" in result["summary"]
     table = capsys.readouterr().out
     assert "| `tutorial` |" in table and "±" in table

@@ -3,11 +3,14 @@ server, verify, 100 fine-label classes, training, evaluation, the report's extre
 
 import dataclasses
 import json
+import re
 
 from PIL import Image
 
 from cifarlab import train
+from cifarlab.checkpoint import load_checkpoint
 from cifarlab.cli import main
+from cifarlab.config import DATASET_STATS
 from cifarlab.data import DATASETS, load_cifar
 from conftest import TINY, make_tarball, write_fake_cifar
 
@@ -33,10 +36,21 @@ def test_cifar100_downloads_trains_evaluates_and_reports(tmp_path, http_server, 
     assert "10 worst and 10 best of 100 classes" in (run / "train.log").read_text()
     with Image.open(run / "per_class.png") as img:
         assert img.height < 1500  # 20 bars, not 100
+    # CIFAR-100 is normalised with its own statistics, not CIFAR-10's.
+    assert load_checkpoint(run)["mean"] == list(DATASET_STATS["cifar100"][0])
+    # The report's table shows the same 20 classes as the log, not all 100.
+    ranked = sorted(m["per_class"].items(), key=lambda t: t[1])
+    extremes = [c for c, _ in ranked[:10] + ranked[-10:]]
+    page = (run / "report.html").read_text()
+    per_class_table = page.split("<h2>Per class")[1].split("</table>")[0]
+    assert re.findall(r"<td>(class\d+)</td>", per_class_table) == extremes  # worst first
+    assert per_class_table.count("<tr class=worst>") == 1
 
     assert main(["evaluate", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "class99" in out or "class0" in out
+    table = re.findall(r"^(class\d+) ", out, re.MULTILINE)
+    assert table == extremes  # the 10 worst, then the 10 best
+    assert f"{ranked[0][0]}" in next(line for line in out.splitlines() if "<- worst" in line)
     assert "too many to print" in out and out.count("\n") < 40
     assert main(["evaluate", str(run), "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["classes"]) == 100

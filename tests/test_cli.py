@@ -79,3 +79,13 @@ def test_models_and_presets_listings(capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
     assert "fast (default)" in out and "seed:" in out and "--model resnet18-tv" in out
+
+
+def test_normalisation_options_take_three_numbers(fake_data, tmp_path):
+    from cifarlab.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    assert main(["train", *tiny_args(fake_data, run), "--mean", "0.5", "0.5", "0.5",
+                 "--std", "0.25", "0.25", "0.25", "--epochs", "1", "--quiet"]) == 0
+    state = load_checkpoint(run)
+    assert state["mean"] == [0.5] * 3 and state["std"] == [0.25] * 3

@@ -28,7 +28,8 @@ def test_strings_from_the_command_line_are_converted():
     cfg = make_config(epochs="4", lr="0.3", patience="none", flip="false",
                       color_jitter=["0.1", "0.2", "0.3", "0.1"], model_args='{"widths": [4]}')
     assert (cfg.epochs, cfg.lr, cfg.patience, cfg.flip) == (4, 0.3, None, False)
-    assert cfg.color_jitter == (0.1, 0.2, 0.3, 0.1) and cfg.model_args == {"widths": [4]}
+    assert cfg.color_jitter == (0.1, 0.2, 0.3, 0.1)
+    assert cfg.model_args == {"widths": [4], "bn_momentum": 0.4}  # merged into the preset's
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -77,3 +78,52 @@ def test_seed_preset_is_the_teaching_recipe():
         ("cosine", 100, 10, 4, True, 10)
     assert c.color_jitter == (0.2,) * 4 and c.mean == c.std == (0.5,) * 3
     assert c.val_size > 0  # early stopping looks at validation accuracy, not the train loss
+
+
+def test_model_args_merge_into_the_presets():
+    """The README's own example keeps the preset's BatchNorm momentum; null removes a key."""
+    cfg = make_config("fast", model_args='{"widths": [64, 128, 256]}')
+    assert cfg.model_args == {"widths": [64, 128, 256], "bn_momentum": 0.4}
+    cfg = make_config("fast", model_args={"bn_momentum": None})
+    assert cfg.model_args == {"widths": [32, 64, 128]}
+
+
+def test_another_model_starts_with_its_own_arguments(tmp_path):
+    assert make_config("fast", model="resnet9").model_args == {}
+    assert make_config("fast", model="fastnet").model_args["bn_momentum"] == 0.4  # same model
+    f = tmp_path / "c.yaml"
+    f.write_text("model: resnet9\n")
+    assert make_config("fast", f, model_args={"widths": [8, 16, 32, 64]}).model_args == {
+        "widths": [8, 16, 32, 64]}
+
+
+def test_cli_model_override_builds(fake_data, tmp_path):
+    from cifarlab.trainer import Trainer
+
+    cfg = make_config("fast", model="resnet9", data_dir=str(fake_data), val_size=50)
+    assert Trainer(cfg).nets.model.__class__.__name__ != "FastNet"
+
+
+def test_normalisation_defaults_to_the_datasets_own():
+    from cifarlab.config import DATASET_STATS
+
+    assert make_config("fast").normalization() == DATASET_STATS["cifar10"]
+    assert make_config("fast", dataset="cifar100").normalization() == DATASET_STATS["cifar100"]
+    assert make_config("seed").normalization() == ((0.5,) * 3, (0.5,) * 3)  # set: kept
+
+
+def test_warmup_is_a_share_of_the_run():
+    assert make_config("94").warmup == 0.2
+    with pytest.raises(ConfigError, match="warmup is a share of the run"):
+        make_config(warmup=2)
+
+
+def test_settings_saved_by_an_older_version_mean_what_they_meant():
+    from cifarlab.config import Config
+
+    old = make_config("fast").to_dict()
+    del old["warmup"], old["whiten_bias_share"]
+    old.update(warmup_epochs=0.8, model_args={"widths": [32, 64, 128], "bn_momentum": 0.4})
+    cfg = Config.from_dict(old)
+    assert cfg.warmup == pytest.approx(0.2) and cfg.whiten_bias_share == 1.0
+    assert cfg.model_args == {"bn_eps": 1e-5, "widths": [32, 64, 128], "bn_momentum": 0.4}

@@ -24,7 +24,7 @@ def train_cmd(data, run, nproc, *extra):
                  "--nproc-per-node", str(nproc)] if nproc > 1 else [sys.executable])
     return subprocess.run([*launcher, "-m", "cifarlab", "train", "--data-dir", str(data),
                            "--run-dir", str(run), "--val-size", "100", "--epochs", "3",
-                           "--no-report", "--num-threads", "1", *extra],
+                           "--no-report", "--num-threads", "1", "--device", "cpu", *extra],
                           capture_output=True, text=True, timeout=300)
 
 
@@ -53,7 +53,7 @@ def test_two_processes_match_one_with_the_same_global_batch(data, tmp_path):
 
 
 FASTNET = ["--model", "fastnet", "--model-args", json.dumps(TINY["model_args"]), "--lr", "0.05",
-           "--warmup-epochs", "0", "--amp", "off", "--tta", "none", "--batch-size", "32"]
+           "--warmup", "0", "--amp", "off", "--tta", "none", "--batch-size", "32"]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,8 @@ def test_a_torchrun_run_stopped_by_sigterm_resumes_exactly(data, fastnet_run, tm
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
            "2", "-m", "cifarlab", "train", "--data-dir", str(data), "--run-dir", str(run),
-           "--val-size", "100", "--epochs", "3", "--no-report", "--num-threads", "1", *FASTNET]
+           "--val-size", "100", "--epochs", "3", "--no-report", "--num-threads", "1",
+           "--device", "cpu", *FASTNET]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (run / "metrics.csv").exists() or len(rows(run)) < 1:
@@ -90,7 +91,8 @@ def test_a_torchrun_run_stopped_by_sigterm_resumes_exactly(data, fastnet_run, tm
     assert "torchrun --nproc-per-node 2 (as before) -m cifarlab train --resume" in err
     assert not (run / "metrics.json").exists()
     resumed = subprocess.run([*cmd[:6], "-m", "cifarlab", "train", "--resume", str(run),
-                              "--num-threads", "1"], capture_output=True, text=True, timeout=300)
+                              "--num-threads", "1", "--device", "cpu"], capture_output=True,
+                             text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     strip = [{k: v for k, v in r.items() if "seconds" not in k} for r in rows(run)]
     assert strip == [{k: v for k, v in r.items() if "seconds" not in k}

@@ -7,18 +7,16 @@ import torch
 from cifarlab import load_model
 from cifarlab.cli import main
 from cifarlab.data import load_cifar
-from cifarlab.evaluate import predict_logits
 from cifarlab.export import export_model, read_metadata, run_exported
+from cifarlab.inference import predict_logits
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 
-def reference_logits(run, images):
-    """What cifarlab itself computes for uint8 images (normalisation outside the model)."""
-    model = load_model(run)
-    return predict_logits(model, images, model.cifarlab_mean, model.cifarlab_std,
-                          tta=model.cifarlab_config["tta"])
+def reference_logits(run, images, tta=None):
+    """What cifarlab itself computes for uint8 images, in float32."""
+    return predict_logits(load_model(run, tta=tta), images)
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
@@ -45,9 +43,7 @@ def test_export_has_a_dynamic_batch_and_the_class_names(trained_run, tmp_path, f
     for n in (1, 7):
         images = torch.from_numpy(rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8))
         got = run_exported(out, images.float() / 255)
-        model = load_model(trained_run)
-        want = predict_logits(model, images, model.cifarlab_mean, model.cifarlab_std,
-                              tta="flip")
+        want = reference_logits(trained_run, images, tta="flip")
         assert got.shape == (n, 10) and torch.allclose(got, want, atol=1e-4)
 
 

@@ -8,7 +8,7 @@ from PIL import Image
 from cifarlab import load_model
 from cifarlab.cli import main
 from cifarlab.data import load_cifar
-from cifarlab.evaluate import predict_logits
+from cifarlab.inference import predict_logits
 from cifarlab.predict import expand_inputs, load_image, predict_files
 
 
@@ -61,18 +61,17 @@ def test_predictions_match_the_model_on_the_same_pixels(trained_run, tmp_path):
     """A saved test image gives exactly the probabilities the model gives in evaluation:
     same scaling and normalisation as in training."""
     model = load_model(trained_run)
-    cfg = model.cifarlab_config
+    cfg = model.config
     data = load_cifar("cifar10", cfg["data_dir"], download=False, val_size=cfg["val_size"])
     images = data.test_images[:12]
     for i, img in enumerate(images):
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp_path / f"{i:02d}.png")
     results = list(predict_files(trained_run, [tmp_path], topk=10, batch_size=5))
-    expected = torch.softmax(predict_logits(model, images, model.cifarlab_mean,
-                                            model.cifarlab_std), 1)
+    expected = torch.softmax(predict_logits(model, images), 1)
     assert [r["file"] for r in results] == [str(tmp_path / f"{i:02d}.png") for i in range(12)]
     for r, p in zip(results, expected, strict=True):
         got = {t["class"]: t["probability"] for t in r["top"]}
-        want = {c: p[j].item() for j, c in enumerate(model.cifarlab_classes)}
+        want = {c: p[j].item() for j, c in enumerate(model.classes)}
         assert got == pytest.approx(want, abs=1e-5)
 
 

@@ -14,14 +14,13 @@ import pytest
 import torch
 
 import cifarlab.checkpoint
-from cifarlab import train
-from cifarlab.checkpoint import load_checkpoint, load_model
+from cifarlab import load_model, resume, train
+from cifarlab.checkpoint import load_checkpoint
 from cifarlab.cli import main
 from cifarlab.config import make_config
 from cifarlab.errors import CheckpointError, CifarlabError
-from cifarlab.runs import resume
-from cifarlab.train import Trainer, TrainingError
-from conftest import TINY, write_fake_cifar
+from cifarlab.trainer import Trainer, TrainingError
+from conftest import TINY, fit_in, write_fake_cifar
 
 EPOCHS = 6
 
@@ -37,8 +36,9 @@ def bigger_data(tmp_path_factory):
 def cli_args(data, run):
     return ["--data-dir", str(data), "--run-dir", str(run), "--model", "fastnet",
             "--model-args", json.dumps(TINY["model_args"]), "--batch-size", "16",
-            "--val-size", "100", "--epochs", str(EPOCHS), "--lr", "0.05", "--warmup-epochs", "1",
-            "--amp", "off", "--tta", "none", "--no-report", "--num-threads", "1"]
+            "--val-size", "100", "--epochs", str(EPOCHS), "--lr", "0.05", "--warmup", "0.2",
+            "--amp", "off", "--tta", "none", "--no-report", "--num-threads", "1",
+            "--device", "cpu"]
 
 
 def run_cli(*args, **kw):
@@ -86,6 +86,8 @@ def test_stopped_then_resumed_run_equals_the_uninterrupted_one(bigger_data, refe
     deadline = time.time() + 120
     while finished_epochs(run) < after and p.poll() is None and time.time() < deadline:
         time.sleep(0.005)
+    # The race this test means: the run is stopped while it trains, after `after` epochs.
+    assert p.poll() is None and after <= finished_epochs(run) < EPOCHS, "not stopped mid-run"
     p.send_signal(sig)
     _, err = p.communicate(timeout=60)
     assert p.returncode == code, err
@@ -108,17 +110,18 @@ def test_resume_in_process_with_ema_mixup_and_a_mid_epoch_stop(fake_data, tmp_pa
                quiet=True)
     ref = train(run_dir=str(tmp_path / "ref"), **cfg)
     settings = {k: v for k, v in cfg.items() if k != "quiet"}
-    t = Trainer(make_config(run_dir=str(tmp_path / "run"), **settings), quiet=True)
+    t = Trainer(make_config(run_dir=str(tmp_path / "run"), **settings))
     calls = []
 
     def stop_at_step_12(module, inputs, output):  # like Ctrl-C in epoch 2
-        calls.append(1)
+        if module.training:
+            calls.append(1)
         if len(calls) == 12:
             t.stop.signum = signal.SIGINT
 
-    t.model.register_forward_hook(stop_at_step_12)
+    t.nets.model.register_forward_hook(stop_at_step_12)
     with pytest.raises(CifarlabError, match="stopped by SIGINT in epoch 2"):
-        t.fit()
+        fit_in(t, tmp_path / "run")
     saved = load_checkpoint(tmp_path / "run" / "last.pt")["resume"]
     assert saved["ranks"][0]["partial"]["step"] > 0
     m = resume(tmp_path / "run", quiet=True)
@@ -148,11 +151,11 @@ def test_a_folder_in_use_is_refused_and_a_stale_lock_taken_over(fake_data, tmp_p
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(fake_data, tmp_path):
     t = Trainer(make_config(**dict(TINY, data_dir=str(fake_data), run_dir=str(tmp_path / "run"),
-                                   epochs=3)), quiet=True)
-    t.model.register_forward_hook(
-        lambda mod, inp, out: out * float("nan") if t.epoch >= 1 else out)
+                                   epochs=3)))
+    t.nets.model.register_forward_hook(
+        lambda mod, inp, out: out * float("nan") if t.state.epoch >= 1 else out)
     with pytest.raises(TrainingError, match="became nan in epoch 2.*epoch 1"):
-        t.fit()
+        fit_in(t, tmp_path / "run")
     last = load_checkpoint(tmp_path / "run" / "last.pt")
     assert last["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values()
@@ -224,3 +227,29 @@ def test_a_checkpoint_that_runs_code_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_model(tmp_path / "evil.pt")
     assert not marker.exists()
+
+
+def test_a_run_folder_of_the_previous_format_still_resumes(fake_data, tmp_path):
+    """last.pt of cifarlab before warm-up became a share of the run: `warmup_epochs`, no
+    whitening-bias window, fastnet with torch's BatchNorm eps. It resumes meaning the same."""
+    old = dict(TINY, data_dir=str(fake_data), epochs=3, warmup=1 / 3, whiten_bias_share=1.0,
+               model_args={**TINY["model_args"], "bn_eps": 1e-5})
+    ref = train(run_dir=str(tmp_path / "ref"), quiet=True, **old)
+    t = Trainer(make_config(run_dir=str(tmp_path / "run"), **old))
+    t.on_epoch_end = lambda row: setattr(t.stop, "signum", signal.SIGINT)
+    with pytest.raises(CifarlabError, match="stopped by SIGINT in epoch 2 at step 0"):
+        fit_in(t, tmp_path / "run")
+    last = tmp_path / "run" / "last.pt"
+    state = torch.load(last, weights_only=True)
+    config = state["config"]
+    for key in ("warmup", "whiten_bias_share"):
+        del config[key]
+    config["warmup_epochs"] = 1.0  # one epoch of three, in the old terms
+    del config["model_args"]["bn_eps"]  # the old fastnet's default
+    torch.save({**state, "version": 1, "config": config, "model_args": config["model_args"]},
+               last)
+    m = resume(tmp_path / "run", quiet=True)
+    assert (m["test_top1"], m["test_loss"]) == (ref["test_top1"], ref["test_loss"])
+    saved = load_checkpoint(last)["config"]
+    assert saved["warmup"] == pytest.approx(1 / 3) and saved["whiten_bias_share"] == 1.0
+    assert saved["model_args"]["bn_eps"] == 1e-5

@@ -1,13 +1,15 @@
-"""cifarlab: train, evaluate and use image classifiers on CIFAR-10 and CIFAR-100."""
+"""cifarlab: train, evaluate and use image classifiers on CIFAR-10 and CIFAR-100.
 
-__version__ = "0.1.0"
+The public functions live in modules of other names (training, evaluation, inference), so no
+module is hidden behind a function of the same name.
+"""
 
-from cifarlab.checkpoint import load_model  # noqa: E402
-from cifarlab.config import PRESETS, Config, make_config  # noqa: E402
-from cifarlab.evaluate import evaluate  # noqa: E402
-from cifarlab.models import create_model, list_models  # noqa: E402
-from cifarlab.runs import resume  # noqa: E402
-from cifarlab.train import train  # noqa: E402
+from cifarlab.config import PRESETS, Config, make_config
+from cifarlab.evaluation import evaluate
+from cifarlab.inference import Classifier, load_model
+from cifarlab.models import create_model, list_models
+from cifarlab.training import resume, train
+from cifarlab.version import __version__
 
-__all__ = ["Config", "PRESETS", "create_model", "evaluate", "list_models", "load_model",
-           "make_config", "resume", "train", "__version__"]
+__all__ = ["Classifier", "Config", "PRESETS", "create_model", "evaluate", "list_models",
+           "load_model", "make_config", "resume", "train", "__version__"]

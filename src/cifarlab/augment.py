@@ -154,7 +154,8 @@ def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, g: torch.Generator
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    return images.float().div_(255)
+    """uint8 pixels -> float32 in [0, 1]; a new tensor, the caller's is left alone."""
+    return images.div(255).to(torch.float32)
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -168,6 +169,7 @@ class Augmenter:
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
+        self.mean, self.std = cfg.normalization()
 
     def __call__(self, images: torch.Tensor, g: torch.Generator,
                  flip_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -186,5 +188,5 @@ class Augmenter:
             x = color_jitter(x, c.color_jitter, g)
         if c.cutout:
             # Filled with the mean colour, i.e. zeros once normalised (as DeVries & Taylor).
-            x = cutout(x, c.cutout, g, torch.tensor(c.mean, device=x.device))
-        return normalize(x, c.mean, c.std)
+            x = cutout(x, c.cutout, g, torch.tensor(self.mean, device=x.device))
+        return normalize(x, self.mean, self.std)

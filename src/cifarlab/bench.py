@@ -16,8 +16,9 @@ from typing import Any
 
 import torch
 
-import cifarlab
 from cifarlab.errors import CifarlabError
+from cifarlab.files import publish_text
+from cifarlab.version import __version__
 
 
 def git_commit() -> str | None:
@@ -76,7 +77,7 @@ def bench(presets: list[str], seeds: int, out: Path, runs_root: Path | None,
     stamp = time.strftime("%Y%m%d-%H%M%S")
     result: dict[str, Any] = {
         "presets": presets, "seeds": seeds, "train_args": extra, "started": stamp,
-        "commit": git_commit(), "cifarlab_version": cifarlab.__version__,
+        "commit": git_commit(), "cifarlab_version": __version__,
         "torch_version": torch.__version__, "python": platform.python_version(),
         "cpu": cpu_name(), "cpu_count": os.cpu_count(),
         "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
@@ -88,7 +89,7 @@ def bench(presets: list[str], seeds: int, out: Path, runs_root: Path | None,
                                           extra))
             result["summary"][preset] = summarize([r for r in result["runs"]
                                                    if r["preset"] == preset])
-            out.write_text(json.dumps(result, indent=2) + "\n")  # keep what is done so far
+            publish_text(out, json.dumps(result, indent=2) + "\n")  # keep what is done
     print(markdown_table(result))
     print(f"results written to {out}")
     return result

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from cifarlab.config import upgrade_config
 from cifarlab.errors import CheckpointError
+from cifarlab.files import publishing
+from cifarlab.models import create_model, list_models
 
 FORMAT = "cifarlab-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: warm-up as a share of the run, fastnet's BatchNorm eps in its model_args
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -22,27 +26,20 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def save_checkpoint(path: Path, model: nn.Module, config: dict[str, Any], classes: list[str],
-                    **extra: Any) -> None:
+                    normalization: tuple[Sequence[float], Sequence[float]], **extra: Any) -> None:
     """Write atomically (temporary file, then rename): a crash never leaves a half-written file."""
+    mean, std = normalization
     state = {
         "format": FORMAT, "version": VERSION,
         "model": config["model"], "model_args": config.get("model_args", {}),
         "num_classes": len(classes), "classes": list(classes),
-        "mean": list(config["mean"]), "std": list(config["std"]),
+        "mean": list(mean), "std": list(std),
         "config": config,
         "state_dict": {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()},
         **extra,
     }
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with publishing(path, CheckpointError) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:  # torch reports a full disk as RuntimeError
-        tmp.unlink(missing_ok=True)
-        reason = getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
-        kept = f"the previous {path.name} is unchanged" if path.exists() else "nothing written"
-        raise CheckpointError(f"cannot write {path}: {reason}; {kept}. Free some space or fix "
-                              "the folder's permissions, then resume the run") from None
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
@@ -71,12 +68,14 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if state.get("version", 0) > VERSION:
         raise CheckpointError(f"{p} was written by a newer cifarlab (format version "
                               f"{state['version']}); upgrade cifarlab to read it")
+    if isinstance(state.get("config"), dict) and state.get("version", 0) < VERSION:
+        state["config"] = upgrade_config(state["config"])
+        state["model_args"] = state["config"].get("model_args", state.get("model_args", {}))
     return state
 
 
 def model_from_checkpoint(state: dict[str, Any]) -> nn.Module:
-    from cifarlab.models import create_model, list_models
-
+    """The network a checkpoint describes, with its weights."""
     name = state["model"]
     if name not in list_models():
         raise CheckpointError(f"checkpoint needs model {name!r}, which this cifarlab lacks")
@@ -90,19 +89,4 @@ def model_from_checkpoint(state: dict[str, Any]) -> nn.Module:
         first = str(e).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint weights do not fit model {name!r} with "
                               f"{state['num_classes']} classes: {first}") from None
-    return model
-
-
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
-    """The trained network of a run folder or checkpoint, in eval mode.
-
-    It expects inputs normalised like its training data: `model.cifarlab_mean` /
-    `model.cifarlab_std` hold the normalisation, `model.cifarlab_classes` the class names,
-    `model.cifarlab_config` the run's settings.
-    """
-    state = load_checkpoint(path)
-    model = model_from_checkpoint(state).to(device).eval()
-    model.cifarlab_classes = state["classes"]
-    model.cifarlab_config = state["config"]
-    model.cifarlab_mean, model.cifarlab_std = tuple(state["mean"]), tuple(state["std"])
     return model

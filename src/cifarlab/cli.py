@@ -10,9 +10,16 @@ import os
 import sys
 import typing
 
-from cifarlab.config import DEFAULT_PRESET, PRESETS, Config, field_types, make_config
+from cifarlab.config import (
+    DEFAULT_PRESET,
+    PRESETS,
+    Config,
+    field_types,
+    make_config,
+    option_name,
+)
 from cifarlab.errors import CifarlabError
-from cifarlab.runs import TrainingInterrupted, option_name
+from cifarlab.runs import TrainingInterrupted
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -32,8 +39,10 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         if hint is bool or hint == (bool | None):
             parser.add_argument(option_name(f.name), action=argparse.BooleanOptionalAction, **kw)
             continue
-        if typing.get_origin(hint) is tuple:
-            kw.update(nargs=len(typing.get_args(hint)), metavar="X")
+        tuple_hint = next((h for h in (hint, *typing.get_args(hint))
+                           if typing.get_origin(h) is tuple), None)  # also `tuple | None`
+        if tuple_hint is not None:
+            kw.update(nargs=len(typing.get_args(tuple_hint)), metavar="X")
         elif "choices" in f.metadata:
             kw.update(choices=f.metadata["choices"])
         else:
@@ -50,7 +59,7 @@ def _add_tta(parser: argparse.ArgumentParser, help_text: str) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cifarlab", description="Train, evaluate and use CIFAR-10/100 image classifiers.")
-    from cifarlab import __version__
+    from cifarlab.version import __version__
 
     parser.add_argument("--version", action="version", version=f"cifarlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -153,13 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args: dict) -> int:
-    from cifarlab.train import train
+    from cifarlab.training import resume, train
 
     preset, config_file = args.pop("preset", None), args.pop("config", None)
     quiet, resume_dir = args.pop("quiet", False), args.pop("resume", None)
     if resume_dir:
-        from cifarlab.runs import resume
-
         if preset or config_file:
             raise CifarlabError("--resume continues with the run's own settings; drop "
                                 "--preset and --config")
@@ -171,7 +178,7 @@ def cmd_train(args: dict) -> int:
 
 
 def cmd_evaluate(args: dict) -> int:
-    from cifarlab.evaluate import evaluate, format_confusion, format_per_class
+    from cifarlab.evaluation import evaluate, format_confusion, format_per_class
 
     m = evaluate(args["checkpoint"], args["data_dir"], args["split"], args["batch_size"],
                  args["device"], tta=args["tta"])

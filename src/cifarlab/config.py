@@ -17,8 +17,11 @@ from typing import Any
 
 from cifarlab.errors import CifarlabError
 
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+# Per-channel statistics of each training set: a run's normalisation unless --mean/--std say.
+DATASET_STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
 
 
 class ConfigError(CifarlabError, ValueError):
@@ -62,14 +65,16 @@ class Config:
                        choices=("constant", "cosine", "onecycle", "step"))
     t_max: float | None = _f(None, "cosine: period in epochs (default: --epochs); past it the "
                              "rate rises again, as torch's CosineAnnealingLR does")
-    warmup_epochs: float = _f(0.0, "linear warm-up from 0 over this many epochs (onecycle: the "
-                              "rising half)")
+    warmup: float = _f(0.0, "linear warm-up from 0 over this share of the run, in [0, 1) "
+                       "(onecycle: the rising part)")
     step_size: int = _f(30, "step: multiply the rate by --gamma every this many epochs")
     gamma: float = _f(0.1, "step: decay factor")
     label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy loss")
     mixup_alpha: float = _f(0.0, "mixup Beta(alpha, alpha); 0 = off")
     ema_decay: float | None = _f(None, "keep an exponential moving average of the weights with "
                                  "this decay per step and evaluate it (e.g. 0.999)")
+    whiten_bias_share: float = _f(1.0, "fastnet: train the whitening layer's bias only in this "
+                                  "first share of the run, in (0, 1] (airbench: 3 of 10 epochs)")
     patience: int | None = _f(None, "early stopping: stop after this many epochs without a "
                               "better validation accuracy")
     # --- augmentation (batched, on the training device)
@@ -82,8 +87,10 @@ class Config:
     color_jitter: tuple[float, float, float, float] = _f(
         (0.0, 0.0, 0.0, 0.0), "brightness, contrast, saturation, hue jitter")
     cutout: int = _f(0, "cutout square side in pixels; 0 = off")
-    mean: tuple[float, float, float] = _f(CIFAR10_MEAN, "per-channel normalisation mean")
-    std: tuple[float, float, float] = _f(CIFAR10_STD, "per-channel normalisation std")
+    mean: tuple[float, float, float] | None = _f(None, "per-channel normalisation mean "
+                                                 "(default: the dataset's own)")
+    std: tuple[float, float, float] | None = _f(None, "per-channel normalisation std "
+                                                "(default: the dataset's own)")
     # --- runtime
     device: str = _f("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     amp: str = _f("auto", "mixed precision: auto = bf16 on CUDA (fp16 without bf16) and on CPUs "
@@ -129,7 +136,8 @@ class Config:
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.mixup_alpha >= 0, "mixup_alpha must be 0 or more"),
             (self.val_size >= 0, "val_size must be 0 or more"),
-            (self.warmup_epochs >= 0, "warmup_epochs must be 0 or more"),
+            (0 <= self.warmup < 1, "warmup is a share of the run: it must be in [0, 1)"),
+            (0 < self.whiten_bias_share <= 1, "whiten_bias_share must be in (0, 1]"),
             (self.t_max is None or self.t_max > 0, "t_max must be greater than 0"),
             (self.step_size >= 1, "step_size must be at least 1"),
             (self.patience is None or self.patience >= 1, "patience must be at least 1"),
@@ -139,7 +147,8 @@ class Config:
             (0 <= self.cutout <= 32, "cutout must be in [0, 32] pixels"),
             (all(v >= 0 for v in self.color_jitter) and self.color_jitter[3] <= 0.5,
              "color_jitter values must be >= 0, and hue <= 0.5"),
-            (all(s > 0 for s in self.std), "std values must be greater than 0"),
+            (self.std is None or all(s > 0 for s in self.std),
+             "std values must be greater than 0"),
             (self.num_threads is None or self.num_threads >= 1, "num_threads must be >= 1"),
             (self.norm_bias_lr_scale > 0, "norm_bias_lr_scale must be greater than 0"),
         ]
@@ -151,6 +160,17 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        """A saved run's settings as they were (no preset layered on top), older files
+        upgraded; validated."""
+        return cls(**_apply(_defaults(), upgrade_config(values), "saved settings")).validate()
+
+    def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std): the ones set, else the dataset's own."""
+        mean, std = DATASET_STATS[self.dataset]
+        return tuple(self.mean or mean), tuple(self.std or std)
+
 
 # The speed-record recipe (airbench's, with its learning rate and weight decay per 1024-example
 # summed loss converted to torch's mean-loss SGD): shared by the fastnet presets.
@@ -158,7 +178,7 @@ _SPEED_RECIPE = dict(
     model="fastnet", batch_size=512, optimizer="sgd", lr=0.75, momentum=0.85, nesterov=True,
     weight_decay=1.33e-3, decay_norm_and_bias=True, norm_bias_lr_scale=64.0,
     schedule="onecycle", label_smoothing=0.2, crop_padding=2, crop_mode="reflect", flip=True,
-    alternate_flip=True, tta="flip-translate", amp="auto",
+    alternate_flip=True, tta="flip-translate", amp="auto", whiten_bias_share=0.3,
 )
 
 # Presets are plain overrides of the defaults above: a preset is a named config, nothing more.
@@ -167,18 +187,18 @@ PRESETS: dict[str, dict[str, Any]] = {
         description="the default: fastnet 32/64/128, 4 epochs; ~85%+ in under 3 minutes on a "
                     "2-core CPU with native bf16",
         **_SPEED_RECIPE, model_args={"widths": [32, 64, 128], "bn_momentum": 0.4},
-        epochs=4, warmup_epochs=0.8,
+        epochs=4, warmup=0.2,
     ),
     "90": dict(
         description="fastnet 64/128/256, 6 epochs: 90%+ in under 10 minutes on a 2-core CPU",
         **_SPEED_RECIPE, model_args={"widths": [64, 128, 256], "bn_momentum": 0.4},
-        epochs=6, warmup_epochs=1.2,
+        epochs=6, warmup=0.2,
     ),
     "94": dict(
         description="airbench94's network (fastnet 64/256/256), 16 epochs on all 50,000 training "
                     "images (no validation split: the last epoch is kept): 94%",
         **_SPEED_RECIPE, model_args={"widths": [64, 256, 256], "bn_momentum": 0.4},
-        epochs=16, warmup_epochs=3.2, val_size=0,
+        epochs=16, warmup=0.2, val_size=0,
     ),
     "seed": dict(
         description="the teaching script's recipe: torchvision ResNet-18, per-image-style "
@@ -197,7 +217,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "resnet18": dict(
         description="CIFAR-style ResNet-18 (3x3 stem), 30 epochs, the classic GPU baseline",
         model="resnet18", epochs=30, batch_size=128, lr=0.1, nesterov=True,
-        weight_decay=5e-4, schedule="onecycle", warmup_epochs=2, label_smoothing=0.1,
+        weight_decay=5e-4, schedule="onecycle", warmup=2 / 30, label_smoothing=0.1,
         decay_norm_and_bias=False,
     ),
 }
@@ -291,15 +311,51 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def _defaults() -> dict[str, Any]:
+    return {f.name: getattr(Config(), f.name) for f in dataclasses.fields(Config)}
+
+
+def _layer(values: dict[str, Any], layer: dict[str, Any], source: str) -> dict[str, Any]:
+    """Apply one layer of settings. model_args merge into the model's arguments so far (a key
+    set to null removes it); naming another model starts its arguments afresh."""
+    layer = dict(layer)
+    args = layer.pop("model_args", None)
+    out = _apply(values, layer, source)
+    if out["model"] != values["model"]:
+        out["model_args"] = {}
+    if args is not None:
+        merged = {**out["model_args"], **_coerce("model_args", args, dict)}
+        out["model_args"] = {k: v for k, v in merged.items() if v is not None}
+    return out
+
+
 def make_config(preset: str | None = None, config_file: str | os.PathLike | None = None,
                 **overrides: Any) -> Config:
     """Resolve defaults <- preset <- config file <- overrides into a validated Config."""
     file_values = read_config_file(config_file) if config_file else {}
     file_values.pop("tune", None)  # a search space for `cifarlab tune`, not a setting
     name = overrides.get("preset") or preset or file_values.get("preset") or DEFAULT_PRESET
-    values = {f.name: getattr(Config(), f.name) for f in dataclasses.fields(Config)}
-    values = _apply(values, preset_overrides(name), f"preset {name}")
-    values = _apply(values, file_values, str(config_file))
-    values = _apply(values, overrides, "arguments")
+    values = _layer(_defaults(), preset_overrides(name), f"preset {name}")
+    values = _layer(values, file_values, str(config_file))
+    values = _layer(values, overrides, "arguments")
     values["preset"] = name
     return Config(**values).validate()
+
+
+def upgrade_config(values: dict[str, Any]) -> dict[str, Any]:
+    """Settings saved by an older cifarlab, in today's terms, meaning what they meant then:
+    warm-up in epochs becomes a share of the run; fastnet keeps torch's BatchNorm eps and a
+    whitening bias trained all run long."""
+    values = dict(values)
+    if "warmup_epochs" in values:
+        epochs = max(int(values.get("epochs", 1)), 1)
+        values["warmup"] = min(float(values.pop("warmup_epochs")) / epochs, 0.999)
+        values.setdefault("whiten_bias_share", 1.0)
+        if values.get("model") == "fastnet":
+            values["model_args"] = {"bn_eps": 1e-5, **values.get("model_args", {})}
+    return values
+
+
+def option_name(field: str) -> str:
+    """The command-line option of a Config field: num_threads -> --num-threads."""
+    return "--" + field.replace("_", "-")

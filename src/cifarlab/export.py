@@ -13,34 +13,20 @@ import io
 import json
 import os
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-import cifarlab
-from cifarlab.checkpoint import load_checkpoint, model_from_checkpoint, resolve_checkpoint
+from cifarlab.checkpoint import resolve_checkpoint
 from cifarlab.errors import CifarlabError
-from cifarlab.evaluate import tta_logits
+from cifarlab.files import publishing
+from cifarlab.inference import load_model
+from cifarlab.version import __version__
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 INPUT_SPEC = "float32 RGB in [0, 1], shape (N, 3, 32, 32); normalisation is inside the model"
-
-
-class NormalizedClassifier(nn.Module):
-    """Pixels in [0, 1] -> logits: the checkpoint's normalisation, the network, and TTA."""
-
-    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float],
-                 tta: str = "none"):
-        super().__init__()
-        self.model, self.tta = model, tta
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return tta_logits(self.model, (x - self.mean) / self.std, self.tta)
 
 
 def default_output(checkpoint: str | os.PathLike, fmt: str) -> Path:
@@ -57,17 +43,15 @@ def export_model(checkpoint: str | os.PathLike, fmt: str = "onnx",
     difference between the exported file and the PyTorch model on random inputs."""
     if fmt not in FORMATS:
         raise CifarlabError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    state = load_checkpoint(checkpoint)
-    tta = tta or state["config"].get("tta", "none")
-    wrapper = NormalizedClassifier(model_from_checkpoint(state), state["mean"], state["std"],
-                                   tta).eval()
+    wrapper = load_model(checkpoint, "cpu", tta)  # float32, normalisation and TTA inside
+    cfg = wrapper.config
     out = Path(out) if out else default_output(checkpoint, fmt)
-    meta = {"classes": state["classes"], "input": INPUT_SPEC,
+    meta = {"classes": wrapper.classes, "input": INPUT_SPEC,
             "output": "logits (N, classes); softmax gives probabilities",
-            "model": state["model"], "model_args": state.get("model_args", {}),
-            "mean": state["mean"], "std": state["std"], "tta": tta,
-            "checkpoint": str(resolve_checkpoint(checkpoint)),
-            "cifarlab_version": cifarlab.__version__}
+            "model": cfg["model"], "model_args": cfg.get("model_args", {}),
+            "mean": wrapper.mean.flatten().tolist(), "std": wrapper.std.flatten().tolist(),
+            "tta": wrapper.tta, "checkpoint": str(resolve_checkpoint(checkpoint)),
+            "cifarlab_version": __version__}
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         (export_onnx if fmt == "onnx" else export_torchscript)(wrapper, out, meta)
@@ -103,9 +87,8 @@ def export_onnx(wrapper: nn.Module, out: Path, meta: dict[str, Any]) -> None:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     proto.doc_string = f"cifarlab {meta['model']}: {INPUT_SPEC}"
-    tmp = out.with_name(out.name + ".tmp")
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, out)
+    with publishing(out) as tmp:
+        onnx.save(proto, str(tmp))
 
 
 def export_torchscript(wrapper: nn.Module, out: Path, meta: dict[str, Any]) -> None:
@@ -113,9 +96,8 @@ def export_torchscript(wrapper: nn.Module, out: Path, meta: dict[str, Any]) -> N
     with warnings.catch_warnings():  # torch.jit is deprecated in favour of torch.export,
         warnings.simplefilter("ignore")  # but TorchScript is still what C++/mobile load
         traced = torch.jit.trace(wrapper, example)
-        tmp = out.with_name(out.name + ".tmp")
-        torch.jit.save(traced, str(tmp), _extra_files={"cifarlab.json": json.dumps(meta)})
-    os.replace(tmp, out)
+        with publishing(out) as tmp:
+            torch.jit.save(traced, str(tmp), _extra_files={"cifarlab.json": json.dumps(meta)})
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

@@ -13,14 +13,16 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from cifarlab.evaluate import MANY_CLASSES  # above it, pictures show extremes, not every class
+from cifarlab.evaluation import MANY_CLASSES, shown_classes
+from cifarlab.files import publishing
 
 WRONG, RIGHT = "#c62828", "#1b5e20"
 BAR, WORST = "#4c78a8", "#c62828"
 
 
 def save_png(fig: Figure, path: Path, dpi: int = 80) -> Path:
-    fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white")
+    with publishing(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
     return path
 
 
@@ -78,14 +80,10 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str]) -
 
 def plot_per_class(per_class: dict[str, float | None]) -> Figure:
     """Horizontal bars, worst class in red; with many classes only the 10 worst and 10 best."""
-    items = sorted(((c, a) for c, a in per_class.items() if a is not None), key=lambda t: t[1])
-    if len(items) > MANY_CLASSES:
-        items = items[:10] + items[-10:]
-        title = f"per-class accuracy: the 10 worst and 10 best of {len(per_class)} classes"
-    else:
-        items = [(c, per_class[c]) for c in per_class if per_class[c] is not None]
-        title = "per-class accuracy (test set)"
-    worst = min(a for _, a in items)
+    items, worst_class, title = shown_classes(per_class)
+    items = [(c, a) for c, a in items if a is not None]
+    title = f"per-class {title} (test set)"
+    worst = per_class[worst_class]
     names, accs = [c for c, _ in items], [a for _, a in items]
     fig = Figure(figsize=(9, 0.45 * len(items) + 1.5), layout="constrained")
     ax = fig.subplots()

@@ -19,6 +19,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cifarlab.inference import load_model, predict_logits
+from cifarlab.runtime import resolve_device
+
 SIZE = 32
 
 
@@ -101,15 +104,8 @@ def predict_files(checkpoint: str | os.PathLike, paths: Iterable[str | os.PathLi
                   ) -> Iterator[dict[str, Any]]:
     """Yield, in input order, {"file", "top": [{"class", "probability"}, ...]} for each image,
     or {"file", "error"} for each file that could not be read."""
-    from cifarlab.checkpoint import load_checkpoint, model_from_checkpoint
-    from cifarlab.evaluate import for_inference, predict_logits
-    from cifarlab.runtime import resolve_device
-
-    state = load_checkpoint(checkpoint)
-    model, fast = for_inference(model_from_checkpoint(state), state["config"],
-                                resolve_device(device))
-    tta = tta or state["config"].get("tta", "none")
-    classes = state["classes"]
+    model = load_model(checkpoint, resolve_device(device), tta, as_trained=True)
+    classes = model.classes
     k = max(1, min(topk, len(classes)))
     entries = expand_inputs(paths)
     chunks = [entries[i:i + batch_size] for i in range(0, len(entries), batch_size)]
@@ -129,9 +125,7 @@ def predict_files(checkpoint: str | os.PathLike, paths: Iterable[str | os.PathLi
                     good.append(results[-1])
                     arrays.append(arr)
             if arrays:
-                logits = predict_logits(model, torch.from_numpy(np.stack(arrays)),
-                                        state["mean"], state["std"], batch_size, tta=tta,
-                                        **fast)
+                logits = predict_logits(model, torch.from_numpy(np.stack(arrays)), batch_size)
                 probs, idx = torch.softmax(logits, 1).topk(k, dim=1)
                 for r, p, i in zip(good, probs.tolist(), idx.tolist(), strict=True):
                     r["top"] = [{"class": classes[c], "probability": q}

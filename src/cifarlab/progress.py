@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cifarlab.errors import CifarlabError
+from cifarlab.files import append_text, publish_text
 
 CSV_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
                "epoch_seconds", "elapsed_seconds")
@@ -23,16 +23,6 @@ def format_duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
-def write_text(path: Path, text: str, mode: str = "w") -> None:
-    """Write to the run folder; a full disk or an unwritable folder is one clear error."""
-    try:
-        with open(path, mode, encoding="utf-8", newline="") as f:
-            f.write(text)
-    except OSError as e:
-        raise CifarlabError(f"cannot write {path}: {e.strerror or e}; free some space or fix "
-                            "the folder's permissions, then resume the run") from None
 
 
 class RunLog:
@@ -48,7 +38,7 @@ class RunLog:
             return
         if echo and not self.quiet:
             print(message, flush=True)
-        write_text(self.path, message + "\n", "a")
+        append_text(self.path, message + "\n")
 
 
 class MetricsCSV:
@@ -59,11 +49,11 @@ class MetricsCSV:
         self.path = path
         self.enabled = enabled  # off in every process but rank 0
         if enabled:
-            write_text(path, _csv_line(CSV_COLUMNS) + "".join(map(self._row, rows)))
+            publish_text(path, _csv_line(CSV_COLUMNS) + "".join(map(self._row, rows)))
 
     def add(self, row: dict) -> None:
         if self.enabled:
-            write_text(self.path, self._row(row), "a")
+            append_text(self.path, self._row(row))
 
     @staticmethod
     def _row(row: dict) -> str:

@@ -19,7 +19,8 @@ import torch
 
 from cifarlab import plots
 from cifarlab.errors import CifarlabError
-from cifarlab.evaluate import compute_metrics
+from cifarlab.evaluation import compute_metrics, predict_split, shown_classes
+from cifarlab.files import publish_text
 from cifarlab.progress import format_duration
 
 PICTURES = {
@@ -67,10 +68,7 @@ def write_report(run_dir: str | os.PathLike, images: torch.Tensor, labels: torch
     rows = read_rows(run_dir)
     with matplotlib.rc_context({"font.size": 11}):
         written = _draw(run_dir, rows, metrics, images_np, labels_np, probs, classes)
-    page = render_html(run_dir, metrics, rows, written)
-    tmp = run_dir / "report.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, run_dir / "report.html")
+    publish_text(run_dir / "report.html", render_html(run_dir, metrics, rows, written))
     return run_dir / "report.html"
 
 
@@ -91,13 +89,11 @@ def _draw(run_dir: Path, rows: list[dict], metrics: dict[str, Any], images: np.n
 def report_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None,
                device: str = "auto") -> Path:
     """Re-evaluate a run's chosen checkpoint on the test set and write its report."""
-    from cifarlab.evaluate import predict_split
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CifarlabError(f"{run_dir} is not a folder; give a run folder made by cifarlab train")
     p = predict_split(run_dir, data_dir, "test", device=device)
-    return write_report(run_dir, p["images"], p["labels"], p["logits"], p["state"]["classes"])
+    return write_report(run_dir, p["images"], p["labels"], p["logits"], p["classes"])
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -131,13 +127,13 @@ def _summary(metrics: dict[str, Any], saved: dict[str, Any]) -> list[tuple[str, 
 
 
 def _per_class_table(metrics: dict[str, Any]) -> str:
-    per_class = {c: a for c, a in metrics["per_class"].items() if a is not None}
-    worst = min(per_class, key=per_class.get) if per_class else None
+    """Worst first; with many classes the 10 worst and the 10 best (see `shown_classes`)."""
+    items, worst, title = shown_classes(metrics["per_class"])
     body = "".join(
         f"<tr{' class=worst' if c == worst else ''}><td>{html.escape(c)}</td>"
         f"<td>{'n/a' if a is None else f'{a:.2f}%'}</td></tr>"
-        for c, a in sorted(metrics["per_class"].items(), key=lambda t: (t[1] is None, t[1])))
-    return f"<table><tr><th>class</th><th>accuracy</th></tr>{body}</table>"
+        for c, a in sorted(items, key=lambda t: (t[1] is None, t[1] or 0.0)))
+    return (f"<table><tr><th>class</th><th>{html.escape(title)}</th></tr>{body}</table>")
 
 
 def _pairs_table(metrics: dict[str, Any]) -> str:

@@ -1,29 +1,30 @@
-"""The run folder and what keeps it safe: one process per folder (a lock file holding the
-owner's pid), a clean stop on Ctrl-C / SIGTERM, and the random-number state a resumed run needs
-to continue exactly where it stopped."""
+"""The run folder and what keeps it safe: everything written into it (`RunFolder`), one process
+per folder (a lock file holding the owner's pid), a clean stop on Ctrl-C / SIGTERM, and the
+random-number state a resumed run needs to continue exactly where it stopped."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
 import socket
-import time
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from cifarlab.checkpoint import load_checkpoint, unwrap
-from cifarlab.config import make_config
-from cifarlab.errors import CheckpointError, CifarlabError
-
-if TYPE_CHECKING:
-    from cifarlab.train import Trainer
+from cifarlab.checkpoint import load_checkpoint, save_checkpoint
+from cifarlab.config import Config
+from cifarlab.errors import CifarlabError
+from cifarlab.files import publish_text
+from cifarlab.progress import MetricsCSV, RunLog
 
 
 class TrainingInterrupted(CifarlabError):
@@ -32,6 +33,71 @@ class TrainingInterrupted(CifarlabError):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+class RunFolder:
+    """One run's folder and all that is written into it: the lock, config.json, train.log,
+    metrics.csv, best.pt / last.pt and metrics.json. With `enabled=False` (every torchrun
+    process but rank 0) it writes nothing. Open it with `with`: the lock is held inside."""
+
+    def __init__(self, path: str | os.PathLike, quiet: bool = False, enabled: bool = True):
+        self.path = Path(path)
+        self.enabled = enabled
+        self.lock = RunLock(self.path)
+        self.log = RunLog(self.path / "train.log", quiet, enabled)
+        self.csv: MetricsCSV | None = None
+
+    def __enter__(self) -> RunFolder:
+        if self.enabled:
+            self.lock.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.lock.release()
+
+    @property
+    def last(self) -> Path:
+        return self.path / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.path / "best.pt"
+
+    def check_resumable(self) -> None:
+        """A stopped run: it has last.pt and no metrics.json."""
+        if (self.path / "metrics.json").exists():
+            raise CifarlabError(f"{self.path} finished already (it has metrics.json); nothing "
+                                "to resume")
+        if not self.last.is_file():
+            raise CifarlabError(f"{self.path} holds no last.pt to resume from; is it a run "
+                                "folder whose first epoch finished?")
+
+    def write_config(self, cfg: Config) -> None:
+        if self.enabled:
+            publish_text(self.path / "config.json", json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    def start_metrics(self, rows: list[dict[str, Any]]) -> None:
+        """metrics.csv from the rows a resumed run already has."""
+        self.csv = MetricsCSV(self.path / "metrics.csv", rows, enabled=self.enabled)
+
+    def add_row(self, row: dict[str, Any]) -> None:
+        assert self.csv is not None, "start_metrics first"
+        self.csv.add(row)
+
+    def save(self, name: str, model: nn.Module, cfg: Config, classes: list[str],
+             **extra: Any) -> None:
+        """best.pt or last.pt: the weights, what is needed to use them, and `extra`."""
+        if self.enabled:
+            save_checkpoint(self.path / name, model, cfg.to_dict(), classes,
+                            cfg.normalization(), **extra)
+
+    def load(self, name: str) -> dict[str, Any]:
+        return load_checkpoint(self.path / name)
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        """metrics.json, the mark of a finished run."""
+        if self.enabled:
+            publish_text(self.path / "metrics.json", json.dumps(metrics, indent=2) + "\n")
 
 
 def make_run_dir(run_dir: str | None, preset: str) -> Path:
@@ -54,35 +120,6 @@ def make_run_dir(run_dir: str | None, preset: str) -> Path:
     except OSError as e:
         raise CifarlabError(f"cannot create run folder {path}: {e.strerror}") from None
     return path
-
-
-RESUME_OVERRIDES = ("device", "num_threads", "data_dir")  # where it runs, not what it computes
-
-
-def resume(run_dir: str | os.PathLike, quiet: bool = False, **overrides: Any) -> dict[str, Any]:
-    """Continue a stopped run from its last.pt with the run's own settings; only where it runs
-    (device, threads, data folder) may change."""
-    run_dir = Path(run_dir)
-    unknown = set(overrides) - set(RESUME_OVERRIDES)
-    if unknown:
-        raise CifarlabError(f"--resume continues with the run's own settings; only "
-                            f"{', '.join(option_name(k) for k in RESUME_OVERRIDES)} may be given, "
-                            f"not {', '.join(sorted(option_name(k) for k in unknown))}")
-    if (run_dir / "metrics.json").exists():
-        raise CifarlabError(f"{run_dir} finished already (it has metrics.json); nothing to resume")
-    if not (run_dir / "last.pt").is_file():
-        raise CifarlabError(f"{run_dir} holds no last.pt to resume from; is it a run folder "
-                            "whose first epoch finished?")
-    from cifarlab.train import Trainer  # train.py builds on this module
-
-    saved = load_checkpoint(run_dir / "last.pt")["config"]
-    cfg = make_config(**{**saved, **overrides})
-    return Trainer(cfg, quiet=quiet, resume_dir=run_dir).fit()
-
-
-def option_name(field: str) -> str:
-    """The command-line option of a Config field: num_threads -> --num-threads."""
-    return "--" + field.replace("_", "-")
 
 
 def _alive(pid: int) -> bool:
@@ -146,8 +183,6 @@ class StopRequest:
 
     @contextlib.contextmanager
     def active(self) -> Iterator[StopRequest]:
-        import threading
-
         if threading.current_thread() is not threading.main_thread():
             yield self  # signals go to the main thread only; nothing to install here
             return
@@ -181,55 +216,3 @@ def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator])
         torch.cuda.set_rng_state_all(state["cuda"])
     for name, g in generators.items():
         g.set_state(state["generators"][name])
-
-
-def resume_state(t: Trainer, ranks: list[dict[str, Any]]) -> dict[str, Any]:
-    """Everything a run needs to continue exactly: saved in last.pt at every epoch's end.
-    `ranks` holds each process's own part: its augmentation generator and stopped epoch."""
-    return {
-        "epoch": t.epoch, "ranks": ranks, "history": t.history,
-        "best_score": t.best_score, "best_epoch": t.best_epoch,
-        "bad_epochs": t.bad_epochs, "early_stopped": t.early_stopped,
-        "elapsed": t.elapsed + time.perf_counter() - t.started,
-        "model": {k: v.detach().cpu() for k, v in unwrap(t.model).state_dict().items()},
-        "optimizer": t.optimizer.state_dict(), "scheduler": t.scheduler.state_dict(),
-        "scaler": t.scaler.state_dict(),
-        "ema": t.ema.state_dict() if t.ema is not None else None,
-        "flip_bits": t.flip_bits.cpu() if t.flip_bits is not None else None,
-        "rng": rng_state(t.generators),
-    }
-
-
-def load_resume_state(t: Trainer, ckpt: dict[str, Any]) -> None:
-    """Put a freshly built Trainer back where `resume_state` left it."""
-    r = ckpt.get("resume")
-    if r is None:
-        raise CheckpointError(f"{t.run_dir / 'last.pt'} holds no resume state")
-    try:
-        unwrap(t.model).load_state_dict(r["model"])
-        if t.ema is not None:
-            t.ema.load_state_dict(r["ema"])
-        t.optimizer.load_state_dict(r["optimizer"])
-    except (RuntimeError, ValueError, KeyError, TypeError) as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"{t.run_dir / 'last.pt'} does not fit this run's model "
-                              f"and settings: {first}") from None
-    t.scheduler.load_state_dict(r["scheduler"])
-    t.scaler.load_state_dict(r["scaler"])
-    if r["flip_bits"] is not None:
-        t.flip_bits = r["flip_bits"].to(t.device)
-    set_rng_state(r["rng"], t.generators)
-    t.epoch, t.history = r["epoch"], r["history"]
-    ranks = r["ranks"]
-    if len(ranks) == t.dist.world:  # the same processes: each takes up its own part
-        t.partial = ranks[t.dist.rank]["partial"]
-        t.aug_gen.set_state(ranks[t.dist.rank]["aug"])
-    elif ranks[0]["partial"] is not None:
-        raise CifarlabError(f"{t.run_dir} was stopped in the middle of an epoch with "
-                            f"{len(ranks)} process(es); resume it with as many")
-    else:  # another number of processes, at an epoch's end: fresh augmentation draws
-        t.partial = None
-        t.aug_gen.manual_seed(t.cfg.seed + 1 + 1000 * t.dist.rank + t.epoch)
-    t.best_score, t.best_epoch = r["best_score"], r["best_epoch"]
-    t.bad_epochs, t.early_stopped = r["bad_epochs"], r["early_stopped"]
-    t.elapsed = r["elapsed"]

@@ -17,9 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cifarlab.config import ConfigError, field_types, make_config, read_config_file
+from cifarlab import evaluation
+from cifarlab.config import Config, ConfigError, field_types, make_config, read_config_file
 from cifarlab.data import load_cifar
 from cifarlab.errors import CifarlabError
+from cifarlab.files import publish_text
+from cifarlab.trainer import TrainingError
+from cifarlab.training import run_training
 
 # The default search space around the fast presets' recipe; `--space FILE` replaces it.
 DEFAULT_SPACE: dict[str, dict[str, Any]] = {
@@ -108,8 +112,6 @@ def tune(preset: str | None, config_file: str | None, space: dict[str, dict[str,
     log = log or _say
     import optuna
 
-    from cifarlab.train import Trainer, TrainingError
-
     base = make_config(preset, config_file, **({"data_dir": data_dir} if data_dir else {}))
     if base.val_size == 0:
         raise ConfigError("tuning chooses on the validation split: set --val-size above 0 in "
@@ -125,9 +127,8 @@ def tune(preset: str | None, config_file: str | None, space: dict[str, dict[str,
         params = suggest(trial, space)
         run_dir = runs_dir / f"trial-{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir.resolve()))
-        cfg = make_config(**{**base.to_dict(), **params, "run_dir": str(run_dir),
-                             "report": False})
-        trainer = Trainer(cfg, data=data, quiet=True)
+        cfg = Config.from_dict({**base.to_dict(), **params, "run_dir": str(run_dir),
+                                "report": False})
 
         def report(row: dict[str, Any]) -> None:
             log(f"trial {trial.number} epoch {row['epoch']}/{cfg.epochs}: "
@@ -136,8 +137,7 @@ def tune(preset: str | None, config_file: str | None, space: dict[str, dict[str,
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        trainer.on_epoch_end = report
-        result = trainer.fit(test=False)
+        result = run_training(cfg, data=data, quiet=True, test=False, on_epoch_end=report)
         log(f"trial {trial.number}: validation {result['best_val_acc']:.2f}% "
             f"(epoch {result['best_epoch']})  {_fmt(params)}")
         return result["best_val_acc"]
@@ -151,8 +151,6 @@ def tune(preset: str | None, config_file: str | None, space: dict[str, dict[str,
 def summarize(study: Any, storage: str, runs_dir: Path,
               log: Callable[[str], None] = print) -> dict[str, Any]:
     """Counts, the best trial, and its one test-set evaluation (once no trial is running)."""
-    from cifarlab.evaluate import evaluate
-
     states = [t.state.name for t in study.get_trials(deepcopy=False)]
     counts = {s.lower(): states.count(s) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
     log("trials: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
@@ -172,15 +170,13 @@ def summarize(study: Any, storage: str, runs_dir: Path,
         out["test"] = f"not evaluated: {out['best_run_dir']} is not on this machine"
         log(out["test"])
     else:
-        m = evaluate(out["best_run_dir"])
+        m = evaluation.evaluate(out["best_run_dir"])
         out.update(test_top1=m["top1"], test_top5=m["top5"],
                    test="the best trial's checkpoint, evaluated once on the test set after "
                         "the search (trials were compared on the validation split only)")
         log(f"test accuracy of the best trial's checkpoint (used once, after the search): "
             f"{m['top1']:.2f}% (top-5 {m['top5']:.2f}%)")
-    tmp = runs_dir / "tune.json.tmp"
-    tmp.write_text(json.dumps(out, indent=2) + "\n")
-    os.replace(tmp, runs_dir / "tune.json")
+    publish_text(runs_dir / "tune.json", json.dumps(out, indent=2) + "\n")
     log(f"wrote {runs_dir / 'tune.json'}")
     return out
 

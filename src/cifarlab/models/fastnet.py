@@ -4,6 +4,10 @@ A 2x2 "whitening" convolution first (initialised from the training images, see
 `init_from_data`), then three groups that each halve the resolution (31 -> 15 -> 7 -> 3), a
 global max-pool and a linear layer with scaled-down logits. Convolutions start as identities
 (Dirac init), which lets the deep path train from the first step.
+
+As in airbench94: the whitening uses the uncentred second moment of the patches, its bias
+trains only early in the run (`early_parameters`, see Config.whiten_bias_share), and BatchNorm's
+eps is 1e-12 (its scale is fixed at 1, so eps only guards against a zero variance).
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ from cifarlab.models.registry import register_model
 class ConvGroup(nn.Sequential):
     """conv -> max-pool -> BN -> GELU -> conv -> BN -> GELU (pooling early saves 3/4 of a conv)."""
 
-    def __init__(self, c_in: int, c_out: int, bn_momentum: float = 0.1):
+    def __init__(self, c_in: int, c_out: int, bn_momentum: float = 0.1, bn_eps: float = 1e-12):
         super().__init__(
             nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.MaxPool2d(2),
-            nn.BatchNorm2d(c_out, momentum=bn_momentum), nn.GELU(),
+            nn.BatchNorm2d(c_out, eps=bn_eps, momentum=bn_momentum), nn.GELU(),
             nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c_out, momentum=bn_momentum), nn.GELU(),
+            nn.BatchNorm2d(c_out, eps=bn_eps, momentum=bn_momentum), nn.GELU(),
         )
         for m in self:
             if isinstance(m, nn.Conv2d):  # identity on the first c_in channels
@@ -35,7 +39,8 @@ class ConvGroup(nn.Sequential):
 
 class FastNet(nn.Module):
     def __init__(self, num_classes: int = 10, widths: Sequence[int] = (32, 64, 128),
-                 whiten_width: int = 24, logit_scale: float = 1 / 9, bn_momentum: float = 0.1):
+                 whiten_width: int = 24, logit_scale: float = 1 / 9, bn_momentum: float = 0.1,
+                 bn_eps: float = 1e-12):
         super().__init__()
         if whiten_width % 2:
             raise ValueError("whiten_width must be even (filters come in +/- pairs)")
@@ -44,7 +49,7 @@ class FastNet(nn.Module):
         self.whiten.weight.requires_grad_(False)
         self.act = nn.GELU()
         chans = [whiten_width, *widths]
-        self.groups = nn.Sequential(*(ConvGroup(c_in, c_out, bn_momentum)
+        self.groups = nn.Sequential(*(ConvGroup(c_in, c_out, bn_momentum, bn_eps)
                                       for c_in, c_out in zip(chans, chans[1:], strict=False)))
         self.head = nn.Linear(chans[-1], num_classes, bias=False)
         # Small logits at the start let the net train at a high learning rate.
@@ -54,13 +59,13 @@ class FastNet(nn.Module):
     def init_from_data(self, images: torch.Tensor, eps: float = 5e-4) -> None:
         """Set the first layer to whiten 2x2 patches of `images` (normalised float, NCHW).
 
-        Its filters are the eigenvectors of the patch covariance scaled by 1/sqrt(eigenvalue),
-        each with its negation, so that after GELU both signs of every component survive.
+        Its filters are the eigenvectors of the patches' second moment (uncentred, as in
+        airbench) scaled by 1/sqrt(eigenvalue), each with its negation, so that after GELU both
+        signs of every component survive.
         """
         c = images.shape[1]
         patches = images.float().unfold(2, 2, 1).unfold(3, 2, 1)  # N, C, 31, 31, 2, 2
         patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * 4)
-        patches = patches - patches.mean(0)
         cov = patches.T @ patches / len(patches)
         eigvals, eigvecs = torch.linalg.eigh(cov.double())
         k = self.whiten.out_channels // 2
@@ -70,6 +75,10 @@ class FastNet(nn.Module):
         self.whiten.weight.copy_(torch.cat([w, -w]).to(self.whiten.weight))
         self.whiten.bias.zero_()
 
+    def early_parameters(self) -> list[nn.Parameter]:
+        """What trains only in the first share of the run: the whitening bias."""
+        return [self.whiten.bias]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.groups(self.act(self.whiten(x)))
         x = torch.amax(x, dim=(2, 3))
@@ -78,7 +87,7 @@ class FastNet(nn.Module):
 
 @register_model("fastnet")
 def fastnet(num_classes: int = 10, widths: Sequence[int] = (32, 64, 128), whiten_width: int = 24,
-            bn_momentum: float = 0.1) -> nn.Module:
+            bn_momentum: float = 0.1, bn_eps: float = 1e-12) -> nn.Module:
     """Speed-record style net: whitening 2x2 conv, three conv-BN-GELU pooling groups (32/64/128)."""
     return FastNet(num_classes, widths=tuple(widths), whiten_width=whiten_width,
-                   bn_momentum=bn_momentum)
+                   bn_momentum=bn_momentum, bn_eps=bn_eps)

@@ -1,0 +1,52 @@
+"""Writing files safely: a file another program (or a resumed run) may read is published whole
+or not at all — written under a temporary name beside it, then renamed over it — and a full disk
+or an unwritable folder is one clear error that names the file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from cifarlab.errors import CifarlabError
+
+
+def _reason(e: BaseException) -> str:
+    return getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
+
+
+@contextlib.contextmanager
+def publishing(path: str | os.PathLike, error: type[CifarlabError] = CifarlabError
+               ) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces `path` in one rename. On a
+    failure the temporary file is removed and `path` is left as it was."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch reports a full disk as RuntimeError
+        tmp.unlink(missing_ok=True)
+        kept = f"the previous {path.name} is unchanged" if path.exists() else "nothing written"
+        raise error(f"cannot write {path}: {_reason(e)}; {kept}. Free some space or fix the "
+                    "folder's permissions, then try again") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def publish_text(path: str | os.PathLike, text: str) -> None:
+    """Write a whole text file atomically."""
+    with publishing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def append_text(path: str | os.PathLike, text: str) -> None:
+    """Append to a log-like file; a full disk or an unwritable folder is one clear error."""
+    try:
+        with open(path, "a", encoding="utf-8", newline="") as f:
+            f.write(text)
+    except OSError as e:
+        raise CifarlabError(f"cannot write {path}: {_reason(e)}; free some space or fix the "
+                            "folder's permissions, then resume the run") from None

@@ -1,0 +1,102 @@
+"""The one inference path: a trained network wrapped as a `Classifier` that takes float RGB in
+[0, 1], normalises inside, applies the run's test-time augmentation and returns float32 logits.
+Training's validation and test, `evaluate`, `predict`, `report` and `export` all go through it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cifarlab.augment import to_float
+from cifarlab.checkpoint import load_checkpoint, model_from_checkpoint
+from cifarlab.runtime import amp_dtype, autocast, use_channels_last
+
+TTA_CHOICES = ("none", "flip", "flip-translate")
+
+
+def tta_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
+    """Logits averaged over test-time views: the image and its mirror (flip), and for
+    flip-translate also both shifted one pixel up-left and down-right (reflect-padded)."""
+    if tta == "none":
+        return model(x).float()
+    logits = 0.5 * (model(x).float() + model(x.flip(3)).float())
+    if tta == "flip-translate":
+        padded = F.pad(x, (1,) * 4, mode="reflect")
+        h, w = x.shape[2:]
+        shifted = [padded[:, :, :h, :w], padded[:, :, 2:, 2:]]
+        logits = 0.5 * logits + 0.25 * sum(tta_logits(model, s, "flip") for s in shifted)
+    return logits
+
+
+class Classifier(nn.Module):
+    """Pixels in [0, 1], shape (N, 3, H, W) -> float32 logits (N, classes).
+
+    `net` is the trained network; mean/std are buffers; `tta` is the test-time augmentation;
+    `classes` the class names. `amp` (an autocast dtype) and `channels_last` run the network
+    as training evaluated it; both off (float32), the module exports as it is.
+    """
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float],
+                 classes: Sequence[str], tta: str = "none", amp: torch.dtype | None = None,
+                 channels_last: bool = False, config: dict[str, Any] | None = None):
+        super().__init__()
+        if tta not in TTA_CHOICES:
+            raise ValueError(f"tta must be one of {', '.join(TTA_CHOICES)}, not {tta!r}")
+        self.net, self.tta, self.amp, self.channels_last = net, tta, amp, channels_last
+        self.classes, self.config = list(classes), dict(config or {})
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.amp is None:
+            return tta_logits(self.net, x, self.tta)
+        with autocast(x.device, self.amp):
+            return tta_logits(self.net, x, self.tta)
+
+
+@torch.inference_mode()
+def predict_logits(model: Classifier, images: torch.Tensor, batch_size: int = 1000
+                   ) -> torch.Tensor:
+    """Float32 logits of uint8 images (N, 3, 32, 32) in batches, on the model's device."""
+    device = model.mean.device
+    was_training = model.training
+    model.eval()
+    try:
+        out = [model(to_float(images[start:start + batch_size].to(device)))
+               for start in range(0, len(images), batch_size)]
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, len(model.classes), device=device)
+
+
+def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "cpu",
+               tta: str | None = None, as_trained: bool = False) -> Classifier:
+    """The trained classifier of a run folder or checkpoint, in eval mode: float RGB in [0, 1]
+    in, logits out; `.classes` names the outputs, `.config` holds the run's settings.
+
+    `tta` defaults to the run's own test-time augmentation. `as_trained` runs it in the run's
+    precision and memory format (bf16, channels-last) as training evaluated it; by default
+    it computes in float32, as exported.
+    """
+    state = load_checkpoint(checkpoint)
+    cfg = state["config"]
+    device = torch.device(device)
+    net = model_from_checkpoint(state)
+    fast = dict(amp=None, channels_last=False)
+    if as_trained:
+        fast = dict(amp=amp_dtype(cfg.get("amp", "off"), device),
+                    channels_last=use_channels_last(cfg.get("channels_last"), device))
+        if fast["channels_last"]:
+            net = net.to(memory_format=torch.channels_last)
+    model = Classifier(net, state["mean"], state["std"], state["classes"],
+                       tta or cfg.get("tta", "none"), config=cfg, **fast)
+    return model.to(device).eval()

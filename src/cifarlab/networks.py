@@ -1,0 +1,74 @@
+"""The networks a run trains: the model built from the config (with its data-dependent
+initialisation and memory format), its training wrappers (DDP, torch.compile) and the moving
+average of its weights that is evaluated."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel
+
+from cifarlab.augment import normalize, to_float
+from cifarlab.config import Config
+from cifarlab.distributed import Dist
+from cifarlab.errors import CifarlabError
+from cifarlab.models import create_model
+from cifarlab.runtime import seed_everything
+
+
+def ema_update_fn(decay: float) -> Callable[..., None]:
+    """An EMA step whose decay warms up: update n uses min(decay, (1 + n) / (10 + n)), so the
+    initial weights fade within a short run instead of weighing on it (as in timm)."""
+    @torch.no_grad()
+    def update(ema: list[torch.Tensor], current: list[torch.Tensor],
+               num_averaged: torch.Tensor) -> None:
+        n = int(num_averaged)
+        weight = 1 - min(decay, (1 + n) / (10 + n))
+        for e, c in zip(ema, current, strict=True):
+            if e.is_floating_point():
+                e.lerp_(c, weight)
+            else:  # e.g. BatchNorm's batch counter
+                e.copy_(c)
+    return update
+
+
+@dataclass
+class Networks:
+    model: nn.Module  # the network whose weights the optimizer changes
+    train_model: nn.Module  # what a step calls: `model`, maybe under DDP and torch.compile
+    ema: AveragedModel | None  # the moving average of `model`, if any
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated, saved and tested: the EMA when there is one."""
+        return self.ema.module if self.ema is not None else self.model
+
+
+def build_networks(cfg: Config, num_classes: int, train_images: torch.Tensor,
+                   device: torch.device, dist: Dist, channels_last: bool) -> Networks:
+    """The model (data-dependent init such as fastnet's whitening, memory format), its
+    training wrappers (DDP, torch.compile) and its EMA."""
+    seed_everything(cfg.seed)
+    model = create_model(cfg.model, num_classes, **cfg.model_args).to(device)
+    if hasattr(model, "init_from_data"):  # e.g. fastnet's patch-whitening layer
+        model.init_from_data(normalize(to_float(train_images[:5000]), *cfg.normalization()))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_model = model
+    if dist.active:  # gradients averaged over processes; rank 0's weights to start
+        if cfg.sync_bn:
+            if device.type != "cuda":
+                raise CifarlabError("--sync-bn needs CUDA: torch's SyncBatchNorm runs on GPUs "
+                                    "only; drop it on the CPU")
+            model = train_model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        ids = [device.index] if device.type == "cuda" else None
+        train_model = DistributedDataParallel(model, device_ids=ids)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+    ema = (AveragedModel(model, multi_avg_fn=ema_update_fn(cfg.ema_decay), use_buffers=True)
+           if cfg.ema_decay else None)
+    return Networks(model, train_model, ema)

@@ -1,0 +1,137 @@
+"""`train()` and `resume()`: a run from start to finish. Open the run folder (refused before
+any work if it is taken), build the Trainer, fit, then evaluate the chosen weights once on the
+test set and draw the report."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cifarlab.config import Config, make_config, option_name
+from cifarlab.data import CifarData, default_data_dir
+from cifarlab.distributed import init_distributed
+from cifarlab.errors import CheckpointError, CifarlabError
+from cifarlab.evaluation import compute_metrics, format_per_class
+from cifarlab.progress import format_duration
+from cifarlab.runs import RunFolder, TrainingInterrupted, make_run_dir
+from cifarlab.runtime import device_name, resolve_device
+from cifarlab.trainer import Trainer
+from cifarlab.version import __version__
+
+RESUME_OVERRIDES = ("device", "num_threads", "data_dir")  # where it runs, not what it computes
+
+
+def train(config: Config | None = None, *, preset: str | None = None,
+          config_file: str | os.PathLike | None = None, quiet: bool = False,
+          **overrides: Any) -> dict[str, Any]:
+    """Train a model and evaluate it on the test set; returns metrics.json's content.
+
+    Either pass a Config, or a preset name / config file / field overrides, e.g.
+    `train(preset="seed", epochs=5, data_dir="../shared/data")`.
+    """
+    cfg = config.validate() if config else make_config(preset, config_file, **overrides)
+    return run_training(cfg, quiet=quiet)
+
+
+def resume(run_dir: str | os.PathLike, quiet: bool = False, **overrides: Any) -> dict[str, Any]:
+    """Continue a stopped run from its last.pt with the run's own settings; only where it runs
+    (device, threads, data folder) may change."""
+    unknown = set(overrides) - set(RESUME_OVERRIDES)
+    if unknown:
+        raise CifarlabError(f"--resume continues with the run's own settings; only "
+                            f"{', '.join(option_name(k) for k in RESUME_OVERRIDES)} may be given, "
+                            f"not {', '.join(sorted(option_name(k) for k in unknown))}")
+    folder = RunFolder(run_dir)
+    folder.check_resumable()
+    cfg = Config.from_dict({**folder.load("last.pt")["config"], **overrides})
+    return run_training(cfg, resume_dir=folder.path, quiet=quiet)
+
+
+def run_training(cfg: Config, *, resume_dir: Path | None = None, data: CifarData | None = None,
+                 quiet: bool = False, test: bool = True,
+                 on_epoch_end: Any = None) -> dict[str, Any]:
+    """One run, new or resumed. `test=False` keeps the test set out (a hyperparameter search);
+    `on_epoch_end(row)` is called after every epoch. Returns metrics.json's content."""
+    if cfg.data_dir is None:
+        cfg.data_dir = str(default_data_dir())
+    dist, device = init_distributed(resolve_device(cfg.device))
+    # The folder first: a clash is refused before any work. Only rank 0 writes it.
+    path = resume_dir or (make_run_dir(cfg.run_dir, cfg.preset) if dist.is_main else None)
+    folder = RunFolder(dist.broadcast(str(path)), quiet, enabled=dist.is_main)
+    together = False  # whether every process leaves by the same path
+    try:
+        with folder:
+            trainer = Trainer(cfg, data, dist, device)
+            if resume_dir:
+                try:
+                    trainer.load_state_dict(folder.load("last.pt")["resume"])
+                except (CheckpointError, KeyError, TypeError) as e:
+                    raise CheckpointError(f"{folder.last}: {e}") from None
+            else:
+                folder.write_config(cfg)
+            trainer.on_epoch_end = on_epoch_end
+            try:
+                summary = trainer.fit(folder)
+            except TrainingInterrupted:
+                together = True  # the processes decided to stop together
+                raise
+            together = True
+            metrics = None
+            if dist.is_main and not test:
+                metrics = {**summary,
+                           "test": "not evaluated: the test set is kept out of the search"}
+                folder.write_metrics(metrics)
+            elif dist.is_main:  # the test set is evaluated once, by rank 0
+                metrics, logits = test_once(trainer, folder, summary)
+                folder.write_metrics(metrics)
+                report(trainer, folder, metrics, logits)
+            return dist.broadcast(metrics)
+    finally:
+        dist.close(together)
+
+
+def test_once(trainer: Trainer, folder: RunFolder, summary: dict[str, Any]
+              ) -> tuple[dict[str, Any], torch.Tensor]:
+    """The chosen weights (best.pt), evaluated once on the test set with the run's TTA:
+    metrics.json's content and the test logits."""
+    cfg, data = trainer.cfg, trainer.data
+    trainer.load_weights(folder.load("best.pt")["state_dict"])
+    logits = trainer.predict(data.test_images, tta=True)
+    test = compute_metrics(logits, data.test_labels, trainer.classes)
+    return {
+        "test_top1": test["top1"], "test_top5": test["top5"], "test_loss": test["loss"],
+        "per_class": test["per_class"], "confusion": test["confusion"],
+        "classes": trainer.classes, **summary,
+        "total_seconds": trainer.elapsed(), "device": str(trainer.device),
+        "device_name": device_name(trainer.device), "torch_version": torch.__version__,
+        "cifarlab_version": __version__, "preset": cfg.preset, "model": cfg.model,
+        "seed": cfg.seed,
+    }, logits
+
+
+def report(trainer: Trainer, folder: RunFolder, metrics: dict[str, Any],
+           logits: torch.Tensor) -> None:
+    """Log the test result and draw the report; a failing report loses nothing."""
+    log = folder.log
+    best_val, best_epoch = metrics["best_val_acc"], metrics["best_epoch"]
+    chosen = (f"epoch {best_epoch}, val {best_val:.2f}%" if best_val is not None
+              else f"last epoch {best_epoch}, no validation split")
+    log(f"test accuracy {metrics['test_top1']:.2f}% (top-5 {metrics['test_top5']:.2f}%) of the "
+        f"chosen weights ({chosen}); trained in {format_duration(metrics['train_seconds'])}")
+    log(format_per_class(metrics))
+    saved = "best.pt, last.pt, metrics.json, metrics.csv"
+    if trainer.cfg.report:
+        from cifarlab.report import PICTURES, write_report  # matplotlib: only when drawing
+
+        data = trainer.data
+        try:
+            write_report(folder.path, data.test_images, data.test_labels, logits,
+                         trainer.classes)
+            saved += ", report.html, " + ", ".join(PICTURES)
+        except Exception as e:  # the run itself is saved; the report can be redrawn later
+            log(f"report not written ({type(e).__name__}: {e}); "
+                f"retry with: cifarlab report {folder.path}")
+    log(f"saved {folder.path}/{saved}")
