@@ -59,10 +59,6 @@ class RunFolder:
     def last(self) -> Path:
         return self.path / "last.pt"
 
-    @property
-    def best(self) -> Path:
-        return self.path / "best.pt"
-
     def check_resumable(self) -> None:
         """A stopped run: it has last.pt and no metrics.json."""
         if (self.path / "metrics.json").exists():
