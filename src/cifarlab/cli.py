@@ -13,6 +13,7 @@ import typing
 from cifarlab.config import (
     DEFAULT_PRESET,
     PRESETS,
+    TTA_CHOICES,
     Config,
     field_types,
     make_config,
@@ -51,9 +52,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_tta(parser: argparse.ArgumentParser, help_text: str) -> None:
-    """--tta for commands that use a trained run; the choices are Config.tta's."""
-    choices = next(f for f in dataclasses.fields(Config) if f.name == "tta").metadata["choices"]
-    parser.add_argument("--tta", choices=choices, help=help_text)
+    """--tta for commands that use a trained run."""
+    parser.add_argument("--tta", choices=TTA_CHOICES, help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,8 @@ from typing import Any
 from cifarlab.errors import CifarlabError
 
 # Per-channel statistics of each training set: a run's normalisation unless --mean/--std say.
+TTA_CHOICES = ("none", "flip", "flip-translate")  # test-time augmentation: views averaged
+
 DATASET_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
@@ -102,7 +104,7 @@ class Config:
     eval_batch_size: int = _f(1000, "batch size for validation and test evaluation")
     tta: str = _f("none", "test-time augmentation for validation and test: average the logits "
                   "of mirrored (flip) and also 1-pixel shifted views (flip-translate)",
-                  choices=("none", "flip", "flip-translate"))
+                  choices=TTA_CHOICES)
     sync_bn: bool = _f(False, "with torchrun: BatchNorm statistics over the global batch, not "
                        "each process's share")
     compile: bool = _f(False, "torch.compile the model (pays off in long runs)")

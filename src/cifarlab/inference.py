@@ -15,9 +15,8 @@ from torch import nn
 
 from cifarlab.augment import to_float
 from cifarlab.checkpoint import load_checkpoint, model_from_checkpoint
+from cifarlab.config import TTA_CHOICES
 from cifarlab.runtime import amp_dtype, autocast, use_channels_last
-
-TTA_CHOICES = ("none", "flip", "flip-translate")
 
 
 def tta_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:

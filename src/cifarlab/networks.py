@@ -64,7 +64,7 @@ def build_networks(cfg: Config, num_classes: int, train_images: torch.Tensor,
             if device.type != "cuda":
                 raise CifarlabError("--sync-bn needs CUDA: torch's SyncBatchNorm runs on GPUs "
                                     "only; drop it on the CPU")
-            model = train_model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         ids = [device.index] if device.type == "cuda" else None
         train_model = DistributedDataParallel(model, device_ids=ids)
     if cfg.compile:

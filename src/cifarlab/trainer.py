@@ -12,7 +12,7 @@ import math
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -72,9 +72,9 @@ class TrainState:
         return {k: v for k, v in asdict(self).items() if k != "partial"}  # partial: per rank
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k in ("epoch", "best_score", "best_epoch", "bad_epochs", "early_stopped",
-                  "history", "elapsed"):
-            setattr(self, k, state[k])
+        for f in fields(self):
+            if f.name != "partial":
+                setattr(self, f.name, state[f.name])
 
 
 # --- the trainer --------------------------------------------------------------------------
@@ -98,6 +98,7 @@ class Trainer:
             data = load_cifar(cfg.dataset, cfg.data_dir, cfg.download, cfg.val_size,
                               cfg.split_seed)
         self.data, self.classes = data.to(self.device), data.classes
+        self.has_val = len(self.data.val_images) > 0
         self.nets = build_networks(cfg, len(self.classes), self.data.train_images, self.device,
                                    self.dist, self.channels_last)
         self.optimizer = build_optimizer(self.nets.model, cfg)
@@ -113,8 +114,9 @@ class Trainer:
         if self.dist.rank:  # every process augments its own share with its own draws
             self.aug_gen.manual_seed(cfg.seed + 1 + 1000 * self.dist.rank)
         # Validation sees one view (it only picks the epoch); the test, the run's TTA.
-        views = dict(mean=cfg.normalization()[0], std=cfg.normalization()[1],
-                     classes=self.classes, amp=self.amp, channels_last=self.channels_last)
+        mean, std = cfg.normalization()
+        views = dict(mean=mean, std=std, classes=self.classes, amp=self.amp,
+                     channels_last=self.channels_last)
         self.validator = Classifier(self.nets.eval_model, tta="none", **views).to(self.device)
         self.tester = Classifier(self.nets.eval_model, tta=cfg.tta, **views).to(self.device)
         self.state = TrainState()
@@ -211,9 +213,8 @@ class Trainer:
                 if self.state.early_stopped:
                     break
                 self.finish_epoch(epoch, *self.train_epoch(epoch))
-        has_val = len(self.data.val_images) > 0
         return {"epochs": self.state.epoch, "best_epoch": self.state.best_epoch,
-                "best_val_acc": self.state.best_score if has_val else None,
+                "best_val_acc": self.state.best_score if self.has_val else None,
                 "early_stopped": self.state.early_stopped, "train_seconds": self.elapsed(),
                 "run_dir": str(folder.path)}
 
@@ -221,14 +222,13 @@ class Trainer:
         """Validate (rank 0; every process then takes the same decisions), keep the best
         weights, save last.pt, write the epoch's row and line."""
         cfg, folder = self.cfg, self.folder
-        has_val = len(self.data.val_images) > 0
         val = (self.evaluate(self.data.val_images, self.data.val_labels)
-               if has_val and self.dist.is_main else None)
+               if self.has_val and self.dist.is_main else None)
         row = self.dist.broadcast(dict(
             epoch=epoch, train_loss=loss, train_acc=acc, val_loss=val and val["loss"],
             val_acc=val and val["top1"], lr=self.optimizer.param_groups[0]["lr"],
             epoch_seconds=time.perf_counter() - t0, elapsed_seconds=self.elapsed()))
-        if self.state.record(row, has_val, cfg.patience):
+        if self.state.record(row, self.has_val, cfg.patience):
             folder.save("best.pt", self.nets.eval_model, cfg, self.classes, epoch=epoch,
                         val_acc=row["val_acc"])
         self.save_last()

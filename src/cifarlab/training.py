@@ -5,6 +5,7 @@ test set and draw the report."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +47,20 @@ def resume(run_dir: str | os.PathLike, quiet: bool = False, **overrides: Any) ->
                             f"not {', '.join(sorted(option_name(k) for k in unknown))}")
     folder = RunFolder(run_dir)
     folder.check_resumable()
-    cfg = Config.from_dict({**folder.load("last.pt")["config"], **overrides})
-    return run_training(cfg, resume_dir=folder.path, quiet=quiet)
+    last = folder.load("last.pt")
+    if last.get("resume") is None:
+        raise CheckpointError(f"{folder.last} holds no resume state")
+    cfg = Config.from_dict({**last["config"], **overrides})
+    return run_training(cfg, resume_dir=folder.path, saved=last["resume"], quiet=quiet)
 
 
-def run_training(cfg: Config, *, resume_dir: Path | None = None, data: CifarData | None = None,
+def run_training(cfg: Config, *, resume_dir: Path | None = None,
+                 saved: dict[str, Any] | None = None, data: CifarData | None = None,
                  quiet: bool = False, test: bool = True,
-                 on_epoch_end: Any = None) -> dict[str, Any]:
-    """One run, new or resumed. `test=False` keeps the test set out (a hyperparameter search);
+                 on_epoch_end: Callable[[dict[str, Any]], None] | None = None
+                 ) -> dict[str, Any]:
+    """One run, new or resumed (from `saved`, the resume state in RESUME_DIR/last.pt, read
+    once by `resume`). `test=False` keeps the test set out (a hyperparameter search);
     `on_epoch_end(row)` is called after every epoch. Returns metrics.json's content."""
     if cfg.data_dir is None:
         cfg.data_dir = str(default_data_dir())
@@ -65,9 +72,9 @@ def run_training(cfg: Config, *, resume_dir: Path | None = None, data: CifarData
     try:
         with folder:
             trainer = Trainer(cfg, data, dist, device)
-            if resume_dir:
+            if saved is not None:
                 try:
-                    trainer.load_state_dict(folder.load("last.pt")["resume"])
+                    trainer.load_state_dict(saved)
                 except (CheckpointError, KeyError, TypeError) as e:
                     raise CheckpointError(f"{folder.last}: {e}") from None
             else:
