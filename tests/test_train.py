@@ -301,3 +301,33 @@ def test_metrics_json_is_published_whole_or_not_at_all(fake_data, tmp_path, monk
     assert not (run / "metrics.json").exists() and not list(run.glob("*.tmp"))
     monkeypatch.setattr(Path, "write_text", real)
     assert resume(run, quiet=True)["epochs"] == 2
+
+
+def test_micro_batches_give_the_same_step_as_the_whole_batch(fake_data, tmp_path):
+    """Without BatchNorm (tutorial-cnn, no dropout), pieces of 10 + 11 + 11 images make the
+    same update as the batch of 32 at once."""
+    kw = dict(model="tutorial-cnn", model_args={"dropout": 0.0}, lr=0.05, epochs=1)
+    whole = Trainer(tiny_config(fake_data, tmp_path, **kw))
+    pieces = Trainer(tiny_config(fake_data, tmp_path, micro_batch=11, **kw))
+    loss_whole, _, _ = whole.train_epoch(1)
+    loss_pieces, _, _ = pieces.train_epoch(1)
+    assert loss_pieces == pytest.approx(loss_whole, rel=1e-5)
+    for p, q in zip(whole.nets.model.parameters(), pieces.nets.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=1e-4)
+
+
+def test_muon_trains(fake_data, tmp_path):
+    cfg = tiny_config(fake_data, tmp_path, optimizer="muon", muon_lr=0.1, lr=0.2, epochs=6,
+                      nesterov=True, schedule="onecycle", micro_batch=16)
+    t = Trainer(cfg)
+
+    def loss():
+        return t.evaluate(t.data.train_images, t.data.train_labels)["loss"]
+
+    before = loss()
+    for epoch in range(1, 7):
+        t.train_epoch(epoch)
+    assert loss() < 0.7 * before
+    filters = [g for g in t.optimizer.param_groups if g["role"] == "filters"][0]["params"]
+    for p in filters:  # Muon keeps each filter bank at norm sqrt(out channels), then steps
+        assert abs(p.norm().item() - len(p) ** 0.5) < 0.2 * len(p) ** 0.5

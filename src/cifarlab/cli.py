@@ -151,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "Options after `--` go to every `cifarlab train`.")
     b.add_argument("presets", nargs="*", metavar="PRESET", help=f"of: {', '.join(PRESETS)}")
     b.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default: 1)")
+    b.add_argument("--seed-list", metavar="S,S,...", help="run these seeds instead (e.g. 2,3) "
+                   "and merge them into --out if it exists: measure long presets in sittings")
+    b.add_argument("--compare-record", action="store_true",
+                   help="also run the public record's recipe (airbench94_muon, from "
+                        "benchmarks/ in a source checkout) with the same seeds, and give each "
+                        "preset's wall time as a ratio to it")
     b.add_argument("--data-dir", help="dataset folder, passed to every run")
     b.add_argument("--out", default="bench.json", help="results file (default: bench.json)")
     b.add_argument("--runs-dir", help="where the run folders go (default: a temporary folder)")
@@ -257,9 +263,19 @@ def cmd_bench(args: dict) -> int:
                             f"choose from {', '.join(PRESETS)}")
     if args["seeds"] < 1:
         raise CifarlabError("--seeds must be at least 1")
+    seeds = list(range(args["seeds"]))
+    if args["seed_list"]:
+        try:
+            seeds = [int(s) for s in args["seed_list"].split(",") if s.strip()]
+        except ValueError:
+            raise CifarlabError(f"--seed-list takes whole numbers separated by commas, not "
+                                f"{args['seed_list']!r}") from None
+        if not seeds or len(set(seeds)) != len(seeds):
+            raise CifarlabError("--seed-list needs one or more different seeds, e.g. 2,3")
     extra = args["train_args"] + (["--data-dir", args["data_dir"]] if args["data_dir"] else [])
-    bench(args["presets"], args["seeds"], Path(args["out"]),
-          Path(args["runs_dir"]) if args["runs_dir"] else None, extra)
+    bench(args["presets"], seeds, Path(args["out"]),
+          Path(args["runs_dir"]) if args["runs_dir"] else None, extra,
+          compare_record=args["compare_record"], merge=bool(args["seed_list"]))
     return 0
 
 

@@ -54,10 +54,19 @@ class Config:
     # --- optimisation
     epochs: int = _f(30, "maximum number of epochs")
     batch_size: int = _f(128, "training batch size")
-    optimizer: str = _f("sgd", "optimizer", choices=("sgd", "adamw"))
+    micro_batch: int | None = _f(None, "run each batch's forward and backward passes in "
+                                 "pieces of at most this many images, gradients summed: the "
+                                 "same step in less memory, and on a CPU often faster "
+                                 "(BatchNorm sees each piece)")
+    optimizer: str = _f("sgd", "optimizer; muon: Muon on the conv filters (--muon-lr, "
+                        "--muon-momentum), Nesterov SGD on the rest",
+                        choices=("sgd", "adamw", "muon"))
     lr: float = _f(0.1, "peak learning rate")
     momentum: float = _f(0.9, "SGD momentum (AdamW: beta1)")
     nesterov: bool = _f(False, "Nesterov momentum (SGD)")
+    muon_lr: float = _f(0.24, "muon: step size of the conv filters (each step is an "
+                        "orthogonalised update; the filters are kept at a fixed norm)")
+    muon_momentum: float = _f(0.6, "muon: Nesterov momentum of the conv filters")
     weight_decay: float = _f(5e-4, "weight decay")
     decay_norm_and_bias: bool = _f(True, "apply weight decay to normalisation weights and biases "
                                    "too (off: only to conv/linear weights)")
@@ -131,10 +140,14 @@ class Config:
         checks = [
             (self.epochs >= 1, "epochs must be at least 1"),
             (self.batch_size >= 1, "batch_size must be at least 1"),
+            (self.micro_batch is None or self.micro_batch >= 2,
+             "micro_batch must be at least 2 (BatchNorm needs two images)"),
             (self.eval_batch_size >= 1, "eval_batch_size must be at least 1"),
             (self.lr > 0, "lr must be greater than 0"),
             (self.weight_decay >= 0, "weight_decay must be 0 or more"),
             (0 <= self.momentum < 1, "momentum must be in [0, 1)"),
+            (self.muon_lr > 0, "muon_lr must be greater than 0"),
+            (0 <= self.muon_momentum < 1, "muon_momentum must be in [0, 1)"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.mixup_alpha >= 0, "mixup_alpha must be 0 or more"),
             (self.val_size >= 0, "val_size must be 0 or more"),
@@ -183,6 +196,18 @@ _SPEED_RECIPE = dict(
     alternate_flip=True, tta="flip-translate", amp="auto", whiten_bias_share=0.3,
 )
 
+# airbench94_muon's optimizer and schedule in cifarlab's terms: Muon (lr 0.24, momentum 0.6) on
+# the conv filters; its SGD rates for a summed loss over 2,000 images and logits / 256 become,
+# for a mean loss and fastnet's logits / 9: head lr 0.67 x 2000 x 81 / 256^2 = 1.656, biases
+# 0.053 x 2000 = 106 = 64 x 1.656, decay per step 0.004 for both. Linear decay from the first
+# step; the whitening bias trains in the first 3 of 8 epochs. Each batch of 2,000 goes through
+# the network in pieces of 500: on a CPU, 1.5x faster per image than 2,000 at once (cache).
+_MUON_RECIPE = dict(
+    optimizer="muon", muon_lr=0.24, muon_momentum=0.6, batch_size=2000, micro_batch=500,
+    lr=1.656, weight_decay=0.004 / 1.656, norm_bias_lr_scale=64.0, warmup=0.0,
+    whiten_bias_share=3 / 8,
+)
+
 # Presets are plain overrides of the defaults above: a preset is a named config, nothing more.
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": dict(
@@ -197,10 +222,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         epochs=6, warmup=0.2,
     ),
     "94": dict(
-        description="airbench94's network (fastnet 64/256/256), 16 epochs on all 50,000 training "
-                    "images (no validation split: the last epoch is kept): 94%",
-        **_SPEED_RECIPE, model_args={"widths": [64, 256, 256], "bn_momentum": 0.4},
-        epochs=16, warmup=0.2, val_size=0,
+        description="the record's recipe (airbench94_muon): its network (fastnet 64/256/256), "
+                    "Muon on the conv filters, batches of 2,000, 8 epochs on all 50,000 "
+                    "training images (no validation split: the last epoch is kept): 94%",
+        **{**_SPEED_RECIPE, **_MUON_RECIPE}, epochs=8, val_size=0,
+        model_args={"widths": [64, 256, 256], "bn_momentum": 0.4},
     ),
     "seed": dict(
         description="the teaching script's recipe: torchvision ResNet-18, per-image-style "

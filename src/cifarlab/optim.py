@@ -1,13 +1,19 @@
-"""Optimizer and learning-rate schedule: parameter groups, a per-step schedule."""
+"""Optimizer and learning-rate schedule: parameter groups, a per-step schedule, and Muon (the
+speed record's optimizer for conv filters)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 
 from cifarlab.config import Config
+
+# Muon's quintic Newton-Schulz coefficients: they push every singular value towards 1 as fast as
+# possible in few steps, ending in about [0.7, 1.2] rather than exactly 1 (which trains as well).
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 
 
 def lr_factor(cfg: Config, t: float) -> float:
@@ -26,6 +32,64 @@ def lr_factor(cfg: Config, t: float) -> float:
     return warm
 
 
+def orthogonalize(g: torch.Tensor, steps: int = 3, eps: float = 1e-7) -> torch.Tensor:
+    """About U V^T for a matrix g = U S V^T: a few quintic Newton-Schulz steps on g scaled to
+    Frobenius norm 1 (so every singular value starts at or below 1). In float32: at conv-filter
+    sizes the cost is small next to the network's, and no CPU lacks it."""
+    a, b, c = NS_COEFFICIENTS
+    x = g.float() / (g.norm().float() + eps)
+    tall = x.size(0) > x.size(1)
+    if tall:  # iterate on the smaller Gram matrix
+        x = x.T
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x.T if tall else x
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon for conv filters, Nesterov SGD for everything else, in one optimizer.
+
+    A group with `muon=True` (conv filters, as in airbench94_muon): each filter bank is seen as a
+    matrix (out, in x kh x kw); its Nesterov momentum is orthogonalised and that is the step,
+    after the weight is rescaled to norm sqrt(out), which takes the place of weight decay.
+    Other groups: torch's SGD (momentum without dampening, weight decay added to the gradient).
+    torch.optim.Muon takes 2-D parameters only, hence this class.
+    """
+
+    def __init__(self, params: Iterable, lr: float, momentum: float = 0.9,
+                 nesterov: bool = True, weight_decay: float = 0.0, ns_steps: int = 3):
+        defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
+                        muon=False, ns_steps=ns_steps)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            momentum, lr = group["momentum"], group["lr"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if not group["muon"] and group["weight_decay"]:
+                    g = g.add(p, alpha=group["weight_decay"])
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buf = state["momentum_buffer"]
+                buf.mul_(momentum).add_(g)
+                g = g.add(buf, alpha=momentum) if group["nesterov"] else buf
+                if group["muon"]:
+                    p.mul_(len(p) ** 0.5 / p.norm().clamp(min=1e-12))
+                    g = orthogonalize(g.reshape(len(g), -1), group["ns_steps"]).view_as(p)
+                p.add_(g.to(p.dtype), alpha=-lr)
+        return loss
+
+
 def early_parameters(model: nn.Module, cfg: Config) -> list[nn.Parameter]:
     """Parameters trained only in the first `whiten_bias_share` of the run: fastnet's whitening
     bias, as in airbench (none when the share is the whole run)."""
@@ -35,35 +99,45 @@ def early_parameters(model: nn.Module, cfg: Config) -> list[nn.Parameter]:
 
 
 def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """Conv/linear weights; norm weights and biases, which can have their own learning rate
-    (same decay per step) or no weight decay at all; and, in a third group of its own, what
-    trains only early in the run (`early_parameters`), with the norms' settings."""
+    """Parameter groups, each with a `role` that the schedule reads: conv/linear weights;
+    norm weights and biases, which can have their own learning rate (same decay per step) or no
+    weight decay at all; what trains only early in the run (`early_parameters`), with the norms'
+    settings; and with Muon, the conv filters (4-D) in a group of their own."""
     early = {id(p) for p in early_parameters(model, cfg)}
     trained = [p for p in model.parameters() if p.requires_grad]
-    weights = [p for p in trained if p.ndim > 1 and id(p) not in early]
+    filters = {id(p) for p in trained if p.ndim == 4} if cfg.optimizer == "muon" else set()
+    weights = [p for p in trained if p.ndim > 1 and id(p) not in early | filters]
     others = [p for p in trained if p.ndim <= 1 and id(p) not in early]
     scale = cfg.norm_bias_lr_scale
     norm_settings = {"lr": cfg.lr * scale,
                      "weight_decay": cfg.weight_decay / scale if cfg.decay_norm_and_bias else 0.0}
-    groups = [{"params": weights, "weight_decay": cfg.weight_decay},
-              {"params": others, **norm_settings}]
+    groups = [{"params": weights, "weight_decay": cfg.weight_decay, "role": "weights"},
+              {"params": others, **norm_settings, "role": "norms"}]
     if early:
-        groups.append({"params": [p for p in trained if id(p) in early], **norm_settings})
+        groups.append({"params": [p for p in trained if id(p) in early], **norm_settings,
+                       "role": "early"})
+    if filters:
+        groups.append({"params": [p for p in trained if id(p) in filters], "lr": cfg.muon_lr,
+                       "momentum": cfg.muon_momentum, "weight_decay": 0.0, "muon": True,
+                       "role": "filters"})
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+    if cfg.optimizer == "muon":
+        return Muon(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config, steps_per_epoch: int
                     ) -> torch.optim.lr_scheduler.LambdaLR:
-    """The schedule, stepped every batch; a third (early-only) group stops learning once its
-    share of the run is over: with a learning rate of 0 it stays as it is, as when airbench
-    stops its gradient."""
+    """The schedule, stepped every batch; the early-only group stops learning once its share of
+    the run is over: with a learning rate of 0 it stays as it is, as when airbench stops its
+    gradient."""
     def factor(step: int) -> float:
         return lr_factor(cfg, step / steps_per_epoch)
 
     def early_factor(step: int) -> float:
         return factor(step) if step < cfg.whiten_bias_share * cfg.epochs * steps_per_epoch else 0.0
 
-    lambdas = [factor, factor, early_factor][:len(optimizer.param_groups)]
+    lambdas = [early_factor if g.get("role") == "early" else factor
+               for g in optimizer.param_groups]
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)

@@ -8,6 +8,7 @@ A `Trainer` builds everything in memory and writes nothing; `fit(folder)` trains
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import time
@@ -289,7 +290,8 @@ class Trainer:
 
     def step(self, images: torch.Tensor, labels: torch.Tensor, flips: torch.Tensor | None,
              model: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One optimisation step on a batch: (loss, logits, labels)."""
+        """One optimisation step on a batch: (loss, logits, labels). With --micro-batch the
+        forward and backward passes go piece by piece, gradients summed: the same update."""
         cfg = self.cfg
         x = self.augment(images, self.aug_gen, flips)
         if self.channels_last:
@@ -297,20 +299,33 @@ class Trainer:
         y, y_b, lam = labels, labels, 1.0
         if cfg.mixup_alpha > 0:
             x, y, y_b, lam = mixup(x, y, cfg.mixup_alpha, self.aug_gen)
-        with autocast(self.device, self.amp):
-            logits = model(x)
-            loss = lam * F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            if lam < 1.0:
-                loss = loss + (1 - lam) * F.cross_entropy(
-                    logits, y_b, label_smoothing=cfg.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        n = -(-len(x) // (cfg.micro_batch or len(x)))  # pieces of near-equal size
+        pieces = list(zip(x.tensor_split(n), y.tensor_split(n), y_b.tensor_split(n),
+                          strict=True))
+        loss, logits = torch.zeros((), device=x.device), []
+        for i, (xi, yi, bi) in enumerate(pieces):
+            # Under DDP, gradients are averaged over processes once, after the last piece.
+            last = i == len(pieces) - 1
+            sync = contextlib.nullcontext() if last else getattr(model, "no_sync",
+                                                                 contextlib.nullcontext)()
+            with sync:
+                with autocast(self.device, self.amp):
+                    out = model(xi)
+                    part = lam * F.cross_entropy(out, yi, label_smoothing=cfg.label_smoothing)
+                    if lam < 1.0:
+                        part = part + (1 - lam) * F.cross_entropy(
+                            out, bi, label_smoothing=cfg.label_smoothing)
+                    part = part * (len(xi) / len(x))  # the batch's mean loss, piece by piece
+                self.scaler.scale(part).backward()
+            loss += part.detach()
+            logits.append(out.detach())
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         if self.nets.ema is not None:
             self.nets.ema.update_parameters(self.nets.model)
-        return loss, logits, y
+        return loss, torch.cat(logits), y
 
     def should_stop(self, step: int, total_loss: torch.Tensor, epoch: int) -> bool:
         """Whether a signal asks to stop before `step`; also stops a run whose loss went bad.

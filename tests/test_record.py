@@ -1,0 +1,116 @@
+"""The record's recipe (benchmarks/airbench94_muon.py), the comparator of `cifarlab bench
+--compare-record`: it runs end to end, and its parts do what the record's do."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from cifarlab.cli import main
+from cifarlab.optim import Muon
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "airbench94_muon.py"
+
+
+@pytest.fixture(scope="module")
+def record():
+    spec = importlib.util.spec_from_file_location("airbench94_muon", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_its_muon_steps_as_cifarlabs(record):
+    torch.manual_seed(0)
+    a = nn.Parameter(torch.randn(8, 4, 3, 3))
+    b = nn.Parameter(a.detach().clone())
+    theirs = record.RecordMuon([a], lr=0.24, momentum=0.6, ns_dtype=torch.float32)
+    ours = Muon([{"params": [b], "muon": True}], lr=0.24, momentum=0.6, nesterov=True)
+    for _ in range(3):
+        g = torch.randn_like(a)
+        a.grad, b.grad = g.clone(), g.clone()
+        theirs.step()
+        ours.step()
+    torch.testing.assert_close(a, b)
+
+
+def test_its_translation_crops_each_image_within_two_pixels(record):
+    torch.manual_seed(0)
+    images = torch.randn(64, 3, 8, 8)
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode="reflect")
+    out = record.random_translate(padded, 8)
+    shifts = set()
+    for img, pad in zip(out, padded, strict=True):
+        found = [(y, x) for y in range(5) for x in range(5)
+                 if torch.equal(img, pad[:, y:y + 8, x:x + 8])]
+        assert found, "every output is a window of its own padded image"
+        shifts.add(found[0])
+    assert len(shifts) > 10  # and the windows vary
+
+
+def test_its_network_is_the_records(record):
+    net = record.RecordNet()
+    trained = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    # 3 conv groups of 64/256/256 (bias-free), BN biases, the whitening bias, a 256x10 head.
+    convs = 24 * 64 * 9 + 64 * 64 * 9 + 64 * 256 * 9 + 256 * 256 * 9 * 3
+    assert trained == convs + 2 * (64 + 256 + 256) + 24 + 2560
+    assert net.head.weight.std().item() == pytest.approx(1.0, abs=1e-5)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_it_trains_and_writes_its_results(fake_data, tmp_path):
+    out = tmp_path / "record.json"
+    subprocess.run([sys.executable, str(SCRIPT), "--data-dir", str(fake_data), "--seed", "1",
+                    "--out", str(out), "--batch-size", "100", "--epochs", "2"], check=True,
+                   capture_output=True)
+    result = json.loads(out.read_text())
+    assert 0 <= result["test_top1"] <= 100 and result["epochs"] == 2 and result["seed"] == 1
+    assert result["device"] == "cpu" and result["precision"] in ("bfloat16", "float32")
+
+
+def test_it_says_where_the_data_is_missing(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--data-dir", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "CIFAR-10 not found" in proc.stderr
+
+
+def test_bench_compares_with_the_record_and_merges_seeds(fake_data, tmp_path, monkeypatch,
+                                                         capsys):
+    """Two sittings: seed 0 then seed 1, merged into one file with the record beside them.
+    The record runs on the tiny data through a wrapper that shrinks its batch."""
+    wrapper = tmp_path / "record.py"
+    wrapper.write_text(f"import runpy, sys\nsys.argv += ['--batch-size', '100', '--epochs', "
+                       f"'1']\nrunpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n")
+    monkeypatch.setattr("cifarlab.bench.RECORD_SCRIPT", wrapper)
+    out = tmp_path / "bench.json"
+    common = ["bench", "tutorial", "--compare-record", "--data-dir", str(fake_data), "--out",
+              str(out), "--runs-dir", str(tmp_path / "runs")]
+    train_args = ["--", "--epochs", "1", "--val-size", "50"]
+    assert main([*common, "--seed-list", "0", *train_args]) == 0
+    assert main([*common, "--seed-list", "1", *train_args]) == 0
+    result = json.loads(out.read_text())
+    assert [(r["preset"], r["seed"]) for r in result["runs"]] == [
+        ("tutorial", 0), ("tutorial", 1), ("airbench94_muon", 0), ("airbench94_muon", 1)]
+    assert len(result["sittings"]) == 2
+    s = result["summary"]
+    assert s["airbench94_muon"]["seeds"] == 2 and s["tutorial"]["seeds"] == 2
+    ratio = s["tutorial"]["wall_seconds"]["mean"] / s["airbench94_muon"]["wall_seconds"]["mean"]
+    assert s["tutorial"]["wall_ratio_to_record"] == pytest.approx(ratio)
+    assert "vs record" in capsys.readouterr().out
+    # Seed 1 again replaces its runs instead of adding to them.
+    assert main([*common, "--seed-list", "1", *train_args]) == 0
+    assert json.loads(out.read_text())["summary"]["tutorial"]["seeds"] == 2
+    # Other training options are not merged into the same file.
+    assert main([*common, "--seed-list", "2", "--", "--epochs", "2", "--val-size", "50"]) == 2
+    assert "training options" in capsys.readouterr().err
+
+
+def test_compare_record_needs_a_source_checkout(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("cifarlab.bench.RECORD_SCRIPT", tmp_path / "missing.py")
+    assert main(["bench", "fast", "--compare-record", "--out", str(tmp_path / "b.json")]) == 2
+    assert "source checkout" in capsys.readouterr().err
