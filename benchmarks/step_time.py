@@ -1,0 +1,79 @@
+"""Time training steps of a preset's network on random data, one batch size after another, in
+one process, so that the sizes are compared side by side on the same machine.
+
+    python benchmarks/step_time.py --preset 94 --batch-sizes 256 500 1000 2000
+
+prints, for each size, the seconds one pass over 50,000 images would take at that size (forward,
+backward and optimizer step; the preset's precision and memory format; no augmentation, no
+data loading). `--compile` also times the torch.compile'd network (its compile time printed
+apart). Reading it: the best size is the `--micro-batch` for a preset's batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from cifarlab.bench import cpu_name
+from cifarlab.config import make_config
+from cifarlab.models import create_model
+from cifarlab.optim import build_optimizer
+from cifarlab.runtime import amp_dtype, autocast, resolve_device
+
+
+def seconds_per_epoch(model, optimizer, batch: int, steps: int, device, amp) -> tuple[float,
+                                                                                      float]:
+    """(seconds of the first two steps, seconds per 50,000 images after them)."""
+    x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,), device=device)
+
+    def step() -> None:
+        with autocast(device, amp):
+            loss = F.cross_entropy(model(x), y, label_smoothing=0.2)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    t0 = time.perf_counter()
+    step()
+    step()
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return first, (time.perf_counter() - t0) / steps / batch * 50_000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="94")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 500, 1000, 2000])
+    parser.add_argument("--images", type=int, default=8000,
+                        help="images timed per size, after two warm-up steps (default 8000)")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    args = parser.parse_args()
+    cfg = make_config(args.preset, device="auto")
+    device = resolve_device(cfg.device)
+    amp = amp_dtype(cfg.amp, device)
+    print(f"preset {args.preset}: {cfg.model} {cfg.model_args}, {amp or torch.float32}, "
+          f"{cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name()}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    for compiled in [False, True] if args.compile else [False]:
+        for batch in args.batch_sizes:
+            torch.manual_seed(0)
+            model = create_model(cfg.model, 10, **cfg.model_args).to(device)
+            model = model.to(memory_format=torch.channels_last)
+            optimizer = build_optimizer(model, cfg)
+            net = torch.compile(model) if compiled else model
+            first, epoch = seconds_per_epoch(net, optimizer, batch,
+                                             max(2, args.images // batch), device, amp)
+            print(f"{'compiled' if compiled else 'eager':>8}  batch {batch:>5}: "
+                  f"{epoch:6.1f} s per 50,000 images  (first two steps {first:.1f} s)",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
