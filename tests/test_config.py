@@ -113,7 +113,7 @@ def test_normalisation_defaults_to_the_datasets_own():
 
 
 def test_warmup_is_a_share_of_the_run():
-    assert make_config("94").warmup == 0.2
+    assert make_config("90").warmup == 0.2
     with pytest.raises(ConfigError, match="warmup is a share of the run"):
         make_config(warmup=2)
 

@@ -181,7 +181,7 @@ def test_learning_rate_schedules():
 
 
 def test_warmup_is_a_share_of_the_run_so_a_short_run_leaves_it():
-    short = make_config("94", epochs=3)
+    short = make_config("90", epochs=3)
     assert lr_factor(short, 0.6) == pytest.approx(1.0)  # the peak, 20% into the run
     assert lr_factor(short, 3) == 0.0
 
@@ -331,3 +331,20 @@ def test_muon_trains(fake_data, tmp_path):
     filters = [g for g in t.optimizer.param_groups if g["role"] == "filters"][0]["params"]
     for p in filters:  # Muon keeps each filter bank at norm sqrt(out channels), then steps
         assert abs(p.norm().item() - len(p) ** 0.5) < 0.2 * len(p) ** 0.5
+
+
+def test_the_first_epochs_can_train_at_a_lower_resolution(fake_data, tmp_path):
+    t = Trainer(tiny_config(fake_data, tmp_path, epochs=3, low_res_epochs=1, low_res_size=20))
+    sizes = []
+    t.nets.model.register_forward_hook(lambda m, inputs, out: sizes.append(inputs[0].shape[-1]))
+    t.train_epoch(1)
+    assert set(sizes) == {20}
+    sizes.clear()
+    t.train_epoch(2)
+    assert set(sizes) == {32}
+    assert t.evaluate(t.data.val_images, t.data.val_labels)["top1"] >= 0  # evaluated at 32
+
+
+def test_low_res_epochs_must_fit_the_run():
+    with pytest.raises(ValueError, match="low_res_epochs"):
+        make_config("fast", epochs=4, low_res_epochs=5)

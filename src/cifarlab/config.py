@@ -88,6 +88,10 @@ class Config:
                                   "first share of the run, in (0, 1] (airbench: 3 of 10 epochs)")
     patience: int | None = _f(None, "early stopping: stop after this many epochs without a "
                               "better validation accuracy")
+    low_res_epochs: int = _f(0, "train the first this many epochs on images scaled down to "
+                             "--low-res-size pixels (antialiased): fewer pixels, less compute; "
+                             "for networks that take any size, such as fastnet")
+    low_res_size: int = _f(24, "image size of the first --low-res-epochs epochs")
     # --- augmentation (batched, on the training device)
     crop_padding: int = _f(4, "random crop after zero padding of this many pixels; 0 = off")
     flip: bool = _f(True, "random horizontal flip")
@@ -157,6 +161,8 @@ class Config:
             (self.step_size >= 1, "step_size must be at least 1"),
             (self.patience is None or self.patience >= 1, "patience must be at least 1"),
             (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
+            (0 <= self.low_res_epochs <= self.epochs, "low_res_epochs must be in [0, epochs]"),
+            (8 <= self.low_res_size <= 32, "low_res_size must be in [8, 32] pixels"),
             (0 <= self.crop_padding <= 16, "crop_padding must be in [0, 16]"),
             (0 <= self.rotation <= 180, "rotation must be in [0, 180] degrees"),
             (0 <= self.cutout <= 32, "cutout must be in [0, 32] pixels"),

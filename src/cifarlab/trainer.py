@@ -266,6 +266,7 @@ class Trainer:
             order, first, seen = p["order"].to(self.device), p["step"], p["seen"]
             total_loss += p["loss"]
             correct += p["correct"]
+        size = cfg.low_res_size if epoch <= cfg.low_res_epochs else None
         with epoch_bar(self.steps_per_epoch, epoch, cfg.epochs, first) as bar:
             for step in range(first, self.steps_per_epoch):
                 if self.should_stop(step, total_loss, epoch):
@@ -277,7 +278,7 @@ class Trainer:
                 idx = order[start:start + self.local_batch]
                 flips = None if self.flip_bits is None else self.flip_bits[idx] ^ (epoch % 2 == 0)
                 loss, logits, y = self.step(self.data.train_images[idx],
-                                            self.data.train_labels[idx], flips, model)
+                                            self.data.train_labels[idx], flips, model, size)
                 total_loss += loss.detach() * len(y)
                 correct += (logits.argmax(1) == y).sum()
                 seen += len(y)
@@ -289,11 +290,15 @@ class Trainer:
         return mean_loss, 100.0 * correct.item() / max(count.item(), 1), t0
 
     def step(self, images: torch.Tensor, labels: torch.Tensor, flips: torch.Tensor | None,
-             model: nn.Module) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One optimisation step on a batch: (loss, logits, labels). With --micro-batch the
-        forward and backward passes go piece by piece, gradients summed: the same update."""
+             model: nn.Module, size: int | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One optimisation step on a batch, scaled to `size` pixels if given: (loss, logits,
+        labels). With --micro-batch the forward and backward passes go piece by piece,
+        gradients summed: the same update."""
         cfg = self.cfg
         x = self.augment(images, self.aug_gen, flips)
+        if size is not None:  # an early, low-resolution epoch
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y, y_b, lam = labels, labels, 1.0
