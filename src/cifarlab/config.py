@@ -207,7 +207,8 @@ _SPEED_RECIPE = dict(
 # for a mean loss and fastnet's logits / 9: head lr 0.67 x 2000 x 81 / 256^2 = 1.656, biases
 # 0.053 x 2000 = 106 = 64 x 1.656, decay per step 0.004 for both. Linear decay from the first
 # step; the whitening bias trains in the first 3 of 8 epochs. Each batch of 2,000 goes through
-# the network in pieces of 500: on a CPU, 1.5x faster per image than 2,000 at once (cache).
+# the network in pieces of 500: on a 2-core CPU about 7% faster per image than 2,000 at once
+# (benchmarks/step_time.py), in a quarter of the activation memory.
 _MUON_RECIPE = dict(
     optimizer="muon", muon_lr=0.24, muon_momentum=0.6, batch_size=2000, micro_batch=500,
     lr=1.656, weight_decay=0.004 / 1.656, norm_bias_lr_scale=64.0, warmup=0.0,

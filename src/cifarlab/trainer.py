@@ -293,8 +293,7 @@ class Trainer:
              model: nn.Module, size: int | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimisation step on a batch, scaled to `size` pixels if given: (loss, logits,
-        labels). With --micro-batch the forward and backward passes go piece by piece,
-        gradients summed: the same update."""
+        labels)."""
         cfg = self.cfg
         x = self.augment(images, self.aug_gen, flips)
         if size is not None:  # an early, low-resolution epoch
@@ -305,7 +304,20 @@ class Trainer:
         if cfg.mixup_alpha > 0:
             x, y, y_b, lam = mixup(x, y, cfg.mixup_alpha, self.aug_gen)
         self.optimizer.zero_grad(set_to_none=True)
-        n = -(-len(x) // (cfg.micro_batch or len(x)))  # pieces of near-equal size
+        loss, logits = self.backward(model, x, y, y_b, lam)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.nets.ema is not None:
+            self.nets.ema.update_parameters(self.nets.model)
+        return loss, logits, y
+
+    def backward(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, y_b: torch.Tensor,
+                 lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and backward of the batch's mean loss, in pieces of at most --micro-batch
+        images (near-equal sizes), gradients summed: (loss, logits)."""
+        cfg = self.cfg
+        n = -(-len(x) // (cfg.micro_batch or len(x)))
         pieces = list(zip(x.tensor_split(n), y.tensor_split(n), y_b.tensor_split(n),
                           strict=True))
         loss, logits = torch.zeros((), device=x.device), []
@@ -321,16 +333,11 @@ class Trainer:
                     if lam < 1.0:
                         part = part + (1 - lam) * F.cross_entropy(
                             out, bi, label_smoothing=cfg.label_smoothing)
-                    part = part * (len(xi) / len(x))  # the batch's mean loss, piece by piece
+                    part = part * (len(xi) / len(x))  # this piece's share of the mean
                 self.scaler.scale(part).backward()
             loss += part.detach()
             logits.append(out.detach())
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        if self.nets.ema is not None:
-            self.nets.ema.update_parameters(self.nets.model)
-        return loss, torch.cat(logits), y
+        return loss, torch.cat(logits)
 
     def should_stop(self, step: int, total_loss: torch.Tensor, epoch: int) -> bool:
         """Whether a signal asks to stop before `step`; also stops a run whose loss went bad.
