@@ -127,8 +127,8 @@ def machine() -> dict[str, Any]:
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
-def start_results(out: Path, merge: bool, presets: list[str], extra: list[str]
-                  ) -> dict[str, Any]:
+def start_results(out: Path, merge: bool, presets: list[str], extra: list[str],
+                  info: dict[str, Any]) -> dict[str, Any]:
     """A new results file, or with `merge` the existing one (same training options only)."""
     if merge and out.is_file():
         result = json.loads(out.read_text())
@@ -137,7 +137,7 @@ def start_results(out: Path, merge: bool, presets: list[str], extra: list[str]
                                 f"{result.get('train_args')}, not {extra}: merge only runs of "
                                 "the same options, or write to another --out")
         return result
-    return {"presets": presets, "train_args": extra, **machine(), "sittings": [], "runs": [],
+    return {"presets": presets, "train_args": extra, **info, "sittings": [], "runs": [],
             "summary": {}}
 
 
@@ -153,15 +153,16 @@ def bench(presets: list[str], seeds: list[int], out: Path, runs_root: Path | Non
     stamp = time.strftime("%Y%m%d-%H%M%S")
     data_dir = (extra[extra.index("--data-dir") + 1] if "--data-dir" in extra
                 else str(default_data_dir()))
-    result = start_results(out, merge, presets, extra)
+    info = machine()  # this sitting's machine and commit, also kept with each of its runs
+    result = start_results(out, merge, presets, extra, info)
     result.setdefault("sittings", []).append({"started": stamp, "seeds": seeds,
-                                              "presets": presets, **machine()})
+                                              "presets": presets, **info})
     for seed in seeds:
         for name in presets + ([RECORD] if compare_record else []):
             run_dir = runs_root / f"{stamp}-{name}-seed{seed}"
             run = (run_record(seed, run_dir, data_dir, "--compile" in extra) if name == RECORD
                    else run_preset(name, seed, run_dir, extra))
-            run.update(started=stamp, cpu=cpu_name(), commit=git_commit())
+            run.update(started=stamp, cpu=info["cpu"], commit=info["commit"])
             result["runs"] = [r for r in result["runs"]
                               if (r["preset"], r["seed"]) != (name, seed)] + [run]
             result["runs"].sort(key=lambda r: (r["preset"] == RECORD, r["preset"], r["seed"]))

@@ -37,7 +37,8 @@ def orthogonalize(g: torch.Tensor, steps: int = 3, eps: float = 1e-7) -> torch.T
     Frobenius norm 1 (so every singular value starts at or below 1). In float32: at conv-filter
     sizes the cost is small next to the network's, and no CPU lacks it."""
     a, b, c = NS_COEFFICIENTS
-    x = g.float() / (g.norm().float() + eps)
+    x = g.float()
+    x = x / (x.norm() + eps)
     tall = x.size(0) > x.size(1)
     if tall:  # iterate on the smaller Gram matrix
         x = x.T
