@@ -121,7 +121,7 @@ def test_warmup_is_a_share_of_the_run():
 def test_settings_saved_by_an_older_version_mean_what_they_meant():
     from cifarlab.config import Config
 
-    old = make_config("fast").to_dict()
+    old = make_config("fast", epochs=4).to_dict()
     del old["warmup"], old["whiten_bias_share"]
     old.update(warmup_epochs=0.8, model_args={"widths": [32, 64, 128], "bn_momentum": 0.4})
     cfg = Config.from_dict(old)

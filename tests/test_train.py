@@ -341,6 +341,17 @@ def test_the_first_epochs_can_train_at_a_lower_resolution(fake_data, tmp_path):
     assert t.evaluate(t.data.val_images, t.data.val_labels)["top1"] >= 0  # evaluated at 32
 
 
-def test_low_res_epochs_must_fit_the_run():
+def test_low_res_epochs_must_fit_the_run_and_the_last_epoch_is_full_size(fake_data, tmp_path):
     with pytest.raises(ValueError, match="low_res_epochs"):
         make_config("fast", epochs=4, low_res_epochs=5)
+    t = Trainer(tiny_config(fake_data, tmp_path, epochs=1, low_res_epochs=1, low_res_size=20))
+    sizes = []
+    t.nets.model.register_forward_hook(lambda m, inputs, out: sizes.append(inputs[0].shape[-1]))
+    t.train_epoch(1)
+    assert set(sizes) == {32}  # a one-epoch run of a low-res preset trains as it is tested
+
+
+def test_another_model_leaves_the_presets_low_res_epochs():
+    assert make_config("fast").low_res_epochs == 1
+    assert make_config("fast", model="tutorial-cnn").low_res_epochs == 0  # fixed 32x32 input
+    assert make_config("fast", model="resnet9", low_res_epochs=1).low_res_epochs == 1

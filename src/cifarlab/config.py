@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cifarlab.errors import CifarlabError
+from cifarlab.presets import DEFAULT_PRESET, PRESETS
 
 # Per-channel statistics of each training set: a run's normalisation unless --mean/--std say.
 TTA_CHOICES = ("none", "flip", "flip-translate")  # test-time augmentation: views averaged
@@ -90,7 +91,8 @@ class Config:
                               "better validation accuracy")
     low_res_epochs: int = _f(0, "train the first this many epochs on images scaled down to "
                              "--low-res-size pixels (antialiased): fewer pixels, less compute; "
-                             "for networks that take any size, such as fastnet")
+                             "for networks that take any size, such as fastnet (the last "
+                             "epoch always sees full-size images)")
     low_res_size: int = _f(24, "image size of the first --low-res-epochs epochs")
     # --- augmentation (batched, on the training device)
     crop_padding: int = _f(4, "random crop after zero padding of this many pixels; 0 = off")
@@ -193,71 +195,6 @@ class Config:
         return tuple(self.mean or mean), tuple(self.std or std)
 
 
-# The speed-record recipe (airbench's, with its learning rate and weight decay per 1024-example
-# summed loss converted to torch's mean-loss SGD): shared by the fastnet presets.
-_SPEED_RECIPE = dict(
-    model="fastnet", batch_size=512, optimizer="sgd", lr=0.75, momentum=0.85, nesterov=True,
-    weight_decay=1.33e-3, decay_norm_and_bias=True, norm_bias_lr_scale=64.0,
-    schedule="onecycle", label_smoothing=0.2, crop_padding=2, crop_mode="reflect", flip=True,
-    alternate_flip=True, tta="flip-translate", amp="auto", whiten_bias_share=0.3,
-)
-
-# airbench94_muon's optimizer and schedule in cifarlab's terms: Muon (lr 0.24, momentum 0.6) on
-# the conv filters; its SGD rates for a summed loss over 2,000 images and logits / 256 become,
-# for a mean loss and fastnet's logits / 9: head lr 0.67 x 2000 x 81 / 256^2 = 1.656, biases
-# 0.053 x 2000 = 106 = 64 x 1.656, decay per step 0.004 for both. Linear decay from the first
-# step; the whitening bias trains in the first 3 of 8 epochs. Each batch of 2,000 goes through
-# the network in pieces of 500: on a 2-core CPU about 7% faster per image than 2,000 at once
-# (benchmarks/step_time.py), in a quarter of the activation memory.
-_MUON_RECIPE = dict(
-    optimizer="muon", muon_lr=0.24, muon_momentum=0.6, batch_size=2000, micro_batch=500,
-    lr=1.656, weight_decay=0.004 / 1.656, norm_bias_lr_scale=64.0, warmup=0.0,
-    whiten_bias_share=3 / 8,
-)
-
-# Presets are plain overrides of the defaults above: a preset is a named config, nothing more.
-PRESETS: dict[str, dict[str, Any]] = {
-    "fast": dict(
-        description="the default: fastnet 32/64/128, 4 epochs; ~85%+ in under 3 minutes on a "
-                    "2-core CPU with native bf16",
-        **_SPEED_RECIPE, model_args={"widths": [32, 64, 128], "bn_momentum": 0.4},
-        epochs=4, warmup=0.2,
-    ),
-    "90": dict(
-        description="fastnet 64/128/256, 6 epochs: 90%+ in under 10 minutes on a 2-core CPU",
-        **_SPEED_RECIPE, model_args={"widths": [64, 128, 256], "bn_momentum": 0.4},
-        epochs=6, warmup=0.2,
-    ),
-    "94": dict(
-        description="the record's recipe (airbench94_muon): its network (fastnet 64/256/256), "
-                    "Muon on the conv filters, batches of 2,000, 8 epochs on all 50,000 "
-                    "training images (no validation split: the last epoch is kept): about 94%",
-        **{**_SPEED_RECIPE, **_MUON_RECIPE}, epochs=8, val_size=0,
-        model_args={"widths": [64, 256, 256], "bn_momentum": 0.4},
-    ),
-    "seed": dict(
-        description="the teaching script's recipe: torchvision ResNet-18, per-image-style "
-                    "augmentation, SGD 0.01, cosine T_max 100, early stopping on val accuracy",
-        model="resnet18-tv", epochs=300, batch_size=128, lr=0.01, momentum=0.9,
-        weight_decay=5e-4, schedule="cosine", t_max=100, patience=10, crop_padding=4,
-        flip=True, rotation=10.0, color_jitter=(0.2, 0.2, 0.2, 0.2),
-        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), amp="off",
-    ),
-    "tutorial": dict(
-        description="the beginner's tutorial CNN: three conv+pool layers, no augmentation",
-        model="tutorial-cnn", epochs=20, batch_size=64, lr=0.01, momentum=0.9,
-        weight_decay=0.0, schedule="constant", crop_padding=0, flip=False,
-        mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), patience=5, amp="off",
-    ),
-    "resnet18": dict(
-        description="CIFAR-style ResNet-18 (3x3 stem), 30 epochs, the classic GPU baseline",
-        model="resnet18", epochs=30, batch_size=128, lr=0.1, nesterov=True,
-        weight_decay=5e-4, schedule="onecycle", warmup=2 / 30, label_smoothing=0.1,
-        decay_norm_and_bias=False,
-    ),
-}
-DEFAULT_PRESET = "fast"
-
 
 def field_types() -> dict[str, Any]:
     return typing.get_type_hints(Config)
@@ -352,12 +289,15 @@ def _defaults() -> dict[str, Any]:
 
 def _layer(values: dict[str, Any], layer: dict[str, Any], source: str) -> dict[str, Any]:
     """Apply one layer of settings. model_args merge into the model's arguments so far (a key
-    set to null removes it); naming another model starts its arguments afresh."""
+    set to null removes it); naming another model starts its arguments afresh, at full
+    resolution."""
     layer = dict(layer)
     args = layer.pop("model_args", None)
     out = _apply(values, layer, source)
     if out["model"] != values["model"]:
         out["model_args"] = {}
+        if "low_res_epochs" not in layer:  # a preset's choice for its network; others may not
+            out["low_res_epochs"] = 0      # take other image sizes
     if args is not None:
         merged = {**out["model_args"], **_coerce("model_args", args, dict)}
         out["model_args"] = {k: v for k, v in merged.items() if v is not None}

@@ -266,7 +266,8 @@ class Trainer:
             order, first, seen = p["order"].to(self.device), p["step"], p["seen"]
             total_loss += p["loss"]
             correct += p["correct"]
-        size = cfg.low_res_size if epoch <= cfg.low_res_epochs else None
+        # Scaled-down images early on; the last epoch always at full size, as the test is.
+        size = cfg.low_res_size if epoch <= min(cfg.low_res_epochs, cfg.epochs - 1) else None
         with epoch_bar(self.steps_per_epoch, epoch, cfg.epochs, first) as bar:
             for step in range(first, self.steps_per_epoch):
                 if self.should_stop(step, total_loss, epoch):

@@ -1,7 +1,6 @@
 """MobileNetV2 adapted to 32x32 inputs."""
 
 from torch import nn
-from torchvision.models import mobilenet_v2
 
 from cifarlab.models.registry import register_model
 
@@ -22,6 +21,8 @@ _CIFAR_SETTING = [
 def mobilenetv2_cifar(num_classes: int = 10, width_mult: float = 1.0,
                       dropout: float = 0.2) -> nn.Module:
     """MobileNetV2 for 32x32 inputs: stride-1 stem and first stage (2.2M parameters)."""
+    from torchvision.models import mobilenet_v2  # torchvision takes a second to import
+
     model = mobilenet_v2(weights=None, num_classes=num_classes, width_mult=width_mult,
                          inverted_residual_setting=_CIFAR_SETTING, dropout=dropout)
     model.features[0][0].stride = (1, 1)
