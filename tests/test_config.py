@@ -80,6 +80,21 @@ def test_seed_preset_is_the_teaching_recipe():
     assert c.val_size > 0  # early stopping looks at validation accuracy, not the train loss
 
 
+def test_muon_presets_keep_the_records_rates_per_image():
+    """The record (airbench94_muon, batch 2,000): head lr 1.656 in cifarlab's terms, biases 64x,
+    decay 0.004 per step. A smaller batch scales the rates with it, so that the decay per image
+    and the head's step per image stay the record's; Muon's own step (0.24) is per step."""
+    record = make_config("94")
+    assert (record.batch_size, record.lr, record.norm_bias_lr_scale) == (2000, 1.656, 64.0)
+    assert record.lr * record.weight_decay == pytest.approx(0.004)
+    for name in ("fast", "94"):
+        c = make_config(name)
+        assert c.optimizer == "muon" and (c.muon_lr, c.muon_momentum) == (0.24, 0.6)
+        assert c.lr / c.batch_size == pytest.approx(record.lr / record.batch_size)
+        assert c.weight_decay == record.weight_decay
+        assert c.val_size == 0 and 0 < c.low_res_epochs < c.epochs
+
+
 def test_model_args_merge_into_the_presets():
     """The README's own example keeps the preset's BatchNorm momentum; null removes a key."""
     cfg = make_config("fast", model_args='{"widths": [64, 128, 256]}')
