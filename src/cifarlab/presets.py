@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 # The speed-record recipe (airbench's, with its learning rate and weight decay per 1024-example
-# summed loss converted to torch's mean-loss SGD): shared by the fastnet presets.
+# summed loss converted to torch's mean-loss SGD): shared by the speed presets.
 _SPEED_RECIPE = dict(
     model="fastnet", batch_size=512, optimizer="sgd", lr=0.75, momentum=0.85, nesterov=True,
     weight_decay=1.33e-3, decay_norm_and_bias=True, norm_bias_lr_scale=64.0,
