@@ -18,10 +18,9 @@ from cifarlab.data import DATASETS
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-# A model small enough to train in a second on the fake data; the report is drawn only by the
-# tests about it (it costs a few seconds).
-# Small and plain: SGD at full resolution whatever the default preset uses (tests of Muon and
-# of low-resolution epochs ask for them).
+# A model small enough to train in a second on the fake data, plain SGD at full resolution
+# whatever the default preset uses (tests of Muon and of low-resolution epochs ask for them);
+# the report is drawn only by the tests about it (it costs a few seconds).
 TINY = dict(model="fastnet", model_args={"widths": [8, 16, 16], "whiten_width": 8},
             batch_size=32, val_size=50, lr=0.05, warmup=0, epochs=2, amp="off",
             tta="none", report=False, device="cpu", optimizer="sgd", weight_decay=1.33e-3,

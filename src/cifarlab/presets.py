@@ -23,14 +23,15 @@ _SPEED_RECIPE = dict(
 # 0.053 x 2000 = 106 = 64 x 1.656, decay per step 0.004 for both. Linear decay from the first
 # step. Smaller batches scale the head and bias rates with the batch (`_muon_batch`), so that
 # the decay per image stays the record's.
+_RECORD_BATCH, _RECORD_HEAD_LR = 2000, 1.656
 _MUON_RECIPE = dict(
-    optimizer="muon", muon_lr=0.24, muon_momentum=0.6, weight_decay=0.004 / 1.656,
+    optimizer="muon", muon_lr=0.24, muon_momentum=0.6, weight_decay=0.004 / _RECORD_HEAD_LR,
     norm_bias_lr_scale=64.0, warmup=0.0,
 )
 
 
 def _muon_batch(size: int) -> dict[str, Any]:
-    return dict(batch_size=size, lr=1.656 * size / 2000)
+    return dict(batch_size=size, lr=_RECORD_HEAD_LR * size / _RECORD_BATCH)
 
 
 def _preset(description: str, *recipes: dict[str, Any], **values: Any) -> dict[str, Any]:
@@ -53,9 +54,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         model_args={"widths": [32, 64, 128], "bn_momentum": 0.4}, epochs=2,
         low_res_epochs=1, low_res_size=24, tta="flip", val_size=0, label_smoothing=0.1,
     ),
-    "90": dict(
-        description="fastnet 64/128/256, 6 epochs: 90%+ in under 10 minutes on a 2-core CPU",
-        **_SPEED_RECIPE, model_args={"widths": [64, 128, 256], "bn_momentum": 0.4},
+    "90": _preset(
+        "fastnet 64/128/256, 6 epochs: 90%+ in under 10 minutes on a 2-core CPU",
+        _SPEED_RECIPE, model_args={"widths": [64, 128, 256], "bn_momentum": 0.4},
         epochs=6, warmup=0.2,
     ),
     # Each batch of 2,000 goes through the network in pieces of 500: on a 2-core CPU about 7%
@@ -68,9 +69,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         whiten_bias_share=1 / 3, low_res_epochs=3, low_res_size=24, val_size=0,
         model_args={"widths": [64, 256, 256], "bn_momentum": 0.4},
     ),
-    "seed": dict(
-        description="the teaching script's recipe: torchvision ResNet-18, per-image-style "
-                    "augmentation, SGD 0.01, cosine T_max 100, early stopping on val accuracy",
+    "seed": _preset(
+        "the teaching script's recipe: torchvision ResNet-18, per-image-style augmentation, "
+        "SGD 0.01, cosine T_max 100, early stopping on val accuracy",
         model="resnet18-tv", epochs=300, batch_size=128, lr=0.01, momentum=0.9,
         weight_decay=5e-4, schedule="cosine", t_max=100, patience=10, crop_padding=4,
         flip=True, rotation=10.0, color_jitter=(0.2, 0.2, 0.2, 0.2),
@@ -79,18 +80,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     "seed-fast": _preset(
         "the teaching script's network unchanged (torchvision ResNet-18, ImageNet stem, new "
         "10-way fc) at 32 px with the speed recipe: Muon, batch 500, 10 epochs on all 50,000 "
-        "training images; about 15 minutes on a 2-core CPU (not yet benchmarked)",
+        "training images; about 16 minutes on a 2-core CPU (estimated, not yet benchmarked)",
         _SPEED_RECIPE, _MUON_RECIPE, _muon_batch(500), model="resnet18-tv", model_args={},
         norm_bias_lr_scale=1.0, whiten_bias_share=1.0, epochs=10, val_size=0,
     ),
-    "tutorial": dict(
-        description="the beginner's tutorial CNN: three conv+pool layers, no augmentation",
+    "tutorial": _preset(
+        "the beginner's tutorial CNN: three conv+pool layers, no augmentation",
         model="tutorial-cnn", epochs=20, batch_size=64, lr=0.01, momentum=0.9,
         weight_decay=0.0, schedule="constant", crop_padding=0, flip=False,
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), patience=5, amp="off",
     ),
-    "resnet18": dict(
-        description="CIFAR-style ResNet-18 (3x3 stem), 30 epochs, the classic GPU baseline",
+    "resnet18": _preset(
+        "CIFAR-style ResNet-18 (3x3 stem), 30 epochs, the classic GPU baseline",
         model="resnet18", epochs=30, batch_size=128, lr=0.1, nesterov=True,
         weight_decay=5e-4, schedule="onecycle", warmup=2 / 30, label_smoothing=0.1,
         decay_norm_and_bias=False,
