@@ -27,7 +27,7 @@ def test_cifar_resnet_keeps_resolution_and_tv_resnet_is_torchvisions():
 def test_model_arguments_and_unknown_names():
     small = create_model("fastnet", widths=(8, 16, 32), whiten_width=8)
     assert small.head.in_features == 32
-    with pytest.raises(KeyError, match="unknown model 'resnet999'.*fastnet"):
+    with pytest.raises(ValueError, match="unknown model 'resnet999'.*fastnet"):
         create_model("resnet999")
     with pytest.raises(ValueError, match="does not accept"):
         create_model("resnet18", depth=50)

@@ -13,7 +13,7 @@ from torch import nn
 from cifarlab.config import upgrade_config
 from cifarlab.errors import CheckpointError
 from cifarlab.files import publishing
-from cifarlab.models import create_model, list_models
+from cifarlab.models import check_model, create_model
 
 FORMAT = "cifarlab-checkpoint"
 VERSION = 2  # 2: warm-up as a share of the run, fastnet's BatchNorm eps in its model_args
@@ -77,8 +77,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def model_from_checkpoint(state: dict[str, Any]) -> nn.Module:
     """The network a checkpoint describes, with its weights."""
     name = state["model"]
-    if name not in list_models():
-        raise CheckpointError(f"checkpoint needs model {name!r}, which this cifarlab lacks")
+    try:
+        check_model(name)
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint needs model {name!r}, which cannot be built here: "
+                              f"{e}") from None
     try:
         model = create_model(name, state["num_classes"], **state.get("model_args", {}))
     except ValueError as e:  # ModelError: arguments this model does not take

@@ -99,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser(
         "predict", help="classify image files (PNG, JPEG, WebP, BMP, ...) or folders of them",
-        description="Classify images: each is center-cropped to a square, resized to 32x32 "
-                    "(antialiased bicubic), normalised as in training. One line per file; "
+        description="Classify images: each is center-cropped to a square, resized to the run's "
+                    "image size (32x32 for CIFAR; antialiased bicubic), normalised as in "
+                    "training. One line per file; "
                     "errors go to standard error and make the exit code 1.")
     pr.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT")
     pr.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
@@ -162,7 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--runs-dir", help="where the run folders go (default: a temporary folder)")
     b.add_argument("--table", metavar="RESULTS", help="only print RESULTS as a Markdown table")
 
-    sub.add_parser("models", help="list the registered models")
+    m = sub.add_parser("models", help="list cifarlab's models, or torchvision's or timm's",
+                       description="cifarlab's own networks; with --source, the classifiers "
+                                   "of torchvision (tv) or timm, usable as --model tv:NAME or "
+                                   "--model timm:NAME")
+    m.add_argument("--source", choices=("tv", "timm"), help="list this library's models")
+    m.add_argument("--filter", metavar="PATTERN",
+                   help="only names matching this glob pattern or containing this text")
     sub.add_parser("presets", help="list the named presets and what they set")
     return parser
 
@@ -280,12 +287,19 @@ def cmd_bench(args: dict) -> int:
 
 
 def cmd_models(args: dict) -> int:
-    from cifarlab.models import describe_model, list_models
+    from cifarlab.models import describe_model, list_models, list_source_models
 
-    names = list_models()
-    width = max(map(len, names))
+    if args["source"]:
+        for name in list_source_models(args["source"], args["filter"]):
+            print(f"{args['source']}:{name}")
+        return 0
+    names = [n for n in list_models() if not args["filter"] or args["filter"] in n]
+    width = max(map(len, names), default=0)
     for name in names:
         print(f"{name:<{width}}  {describe_model(name)}")
+    print("\nAlso any torchvision or timm classifier: --model tv:NAME or timm:NAME (list them: "
+          "cifarlab models --source tv|timm [--filter PATTERN]; timm needs "
+          "pip install 'cifarlab[timm]')")
     return 0
 
 
@@ -331,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cifarlab: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left early (| head): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def run() -> None:

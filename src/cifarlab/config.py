@@ -25,6 +25,7 @@ DATASET_STATS = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # pretrained weights expect
 
 
 class ConfigError(CifarlabError, ValueError):
@@ -50,8 +51,17 @@ class Config:
     split_seed: int = _f(0, "seed of the validation split (kept apart from --seed so that runs "
                          "with different seeds share one split)")
     # --- model
-    model: str = _f("resnet18", "model name (see `cifarlab models`)")
+    model: str = _f("resnet18", "model name: one of cifarlab's, or any torchvision or timm "
+                    "classifier as tv:NAME / timm:NAME (see `cifarlab models`)")
     model_args: dict = _f({}, "extra keyword arguments for the model, as JSON")
+    pretrained: bool = _f(False, "start from ImageNet weights (tv:/timm: models; fetched into "
+                          "TORCH_HOME / the Hugging Face cache, or read from --weights) and "
+                          "normalise with ImageNet's mean and std")
+    weights: str | None = _f(None, "initial weights from a local .pth/.pt/.safetensors state "
+                             "dict (all but its classifier); with --pretrained, instead of "
+                             "fetching them")
+    image_size: int = _f(32, "size the network sees: images are resized to it on the device "
+                         "(antialiased bilinear) when stored at another size")
     # --- optimisation
     epochs: int = _f(30, "maximum number of epochs")
     batch_size: int = _f(128, "training batch size")
@@ -130,16 +140,17 @@ class Config:
 
     def validate(self) -> Config:
         """Reject impossible values before any work starts; returns self."""
-        from cifarlab.models import list_models
+        from cifarlab.models import check_model
 
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
                 raise ConfigError(f"{f.name} must be one of {', '.join(choices)}, "
                                   f"not {getattr(self, f.name)!r}")
-        if self.model not in list_models():
-            raise ConfigError(f"unknown model {self.model!r}; choose one of "
-                              f"{', '.join(list_models())}")
+        try:
+            check_model(self.model)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}; choose one of "
                               f"{', '.join(PRESETS)}")
@@ -164,7 +175,9 @@ class Config:
             (self.patience is None or self.patience >= 1, "patience must be at least 1"),
             (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
             (0 <= self.low_res_epochs <= self.epochs, "low_res_epochs must be in [0, epochs]"),
-            (8 <= self.low_res_size <= 32, "low_res_size must be in [8, 32] pixels"),
+            (8 <= self.image_size <= 1024, "image_size must be in [8, 1024] pixels"),
+            (8 <= self.low_res_size <= self.image_size,
+             "low_res_size must be in [8, image_size] pixels"),
             (0 <= self.crop_padding <= 16, "crop_padding must be in [0, 16]"),
             (0 <= self.rotation <= 180, "rotation must be in [0, 180] degrees"),
             (0 <= self.cutout <= 32, "cutout must be in [0, 32] pixels"),
@@ -190,8 +203,9 @@ class Config:
         return cls(**_apply(_defaults(), upgrade_config(values), "saved settings")).validate()
 
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """(mean, std): the ones set, else the dataset's own."""
-        mean, std = DATASET_STATS[self.dataset]
+        """(mean, std): the ones set, else ImageNet's for pretrained weights, else the
+        dataset's own."""
+        mean, std = IMAGENET_STATS if self.pretrained else DATASET_STATS[self.dataset]
         return tuple(self.mean or mean), tuple(self.std or std)
 
 
@@ -287,17 +301,21 @@ def _defaults() -> dict[str, Any]:
     return {f.name: getattr(Config(), f.name) for f in dataclasses.fields(Config)}
 
 
+_NETWORK_CHOICES = {"low_res_epochs": 0, "norm_bias_lr_scale": 1.0}
+
+
 def _layer(values: dict[str, Any], layer: dict[str, Any], source: str) -> dict[str, Any]:
     """Apply one layer of settings. model_args merge into the model's arguments so far (a key
     set to null removes it); naming another model starts its arguments afresh, at full
-    resolution."""
+    resolution, its norm and bias rates at the lr."""
     layer = dict(layer)
     args = layer.pop("model_args", None)
     out = _apply(values, layer, source)
-    if out["model"] != values["model"]:
-        out["model_args"] = {}
-        if "low_res_epochs" not in layer:  # a preset's choice for its network; others may not
-            out["low_res_epochs"] = 0      # take other image sizes
+    if out["model"] != values["model"]:  # a preset's choices for its own network reset:
+        out["model_args"] = {}            # other networks may not take other image sizes,
+        for key, value in _NETWORK_CHOICES.items():  # nor BatchNorm rates 64x the lr
+            if key not in layer:
+                out[key] = value
     if args is not None:
         merged = {**out["model_args"], **_coerce("model_args", args, dict)}
         out["model_args"] = {k: v for k, v in merged.items() if v is not None}

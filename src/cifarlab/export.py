@@ -1,6 +1,7 @@
 """Export a trained run for use without cifarlab: ONNX or TorchScript.
 
-The exported graph takes float RGB in [0, 1], shape (N, 3, 32, 32), any N, and returns logits:
+The exported graph takes float RGB in [0, 1], shape (N, 3, S, S) with S the run's image size
+(32 for CIFAR), any N, and returns logits:
 normalisation (and the run's test-time augmentation, if any) is inside, so a user only has to
 resize and scale pixels. Class names travel in the file: ONNX metadata_props["classes"], or
 TorchScript's extra file "cifarlab.json".
@@ -26,7 +27,10 @@ from cifarlab.inference import load_model
 from cifarlab.version import __version__
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
-INPUT_SPEC = "float32 RGB in [0, 1], shape (N, 3, 32, 32); normalisation is inside the model"
+
+
+def input_spec(size: int) -> str:
+    return f"float32 RGB in [0, 1], shape (N, 3, {size}, {size}); normalisation is inside the model"
 
 
 def default_output(checkpoint: str | os.PathLike, fmt: str) -> Path:
@@ -46,7 +50,8 @@ def export_model(checkpoint: str | os.PathLike, fmt: str = "onnx",
     wrapper = load_model(checkpoint, "cpu", tta)  # float32, normalisation and TTA inside
     cfg = wrapper.config
     out = Path(out) if out else default_output(checkpoint, fmt)
-    meta = {"classes": wrapper.classes, "input": INPUT_SPEC,
+    size = wrapper.image_size
+    meta = {"classes": wrapper.classes, "input": input_spec(size), "image_size": size,
             "output": "logits (N, classes); softmax gives probabilities",
             "model": cfg["model"], "model_args": cfg.get("model_args", {}),
             "mean": wrapper.mean.flatten().tolist(), "std": wrapper.std.flatten().tolist(),
@@ -59,7 +64,7 @@ def export_model(checkpoint: str | os.PathLike, fmt: str = "onnx",
         raise CifarlabError(f"cannot write {out}: {e.strerror or e}") from None
     result = {"path": str(out), "format": fmt, "metadata": meta}
     if check:
-        x = torch.rand(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        x = torch.rand(5, 3, size, size, generator=torch.Generator().manual_seed(0))
         with torch.inference_mode():
             expected = wrapper(x)
         got = run_exported(out, x)
@@ -74,7 +79,7 @@ def export_onnx(wrapper: nn.Module, out: Path, meta: dict[str, Any]) -> None:
     except ImportError:
         raise CifarlabError("ONNX export needs the onnx and onnxscript packages: "
                             "pip install 'cifarlab[export]'") from None
-    example = torch.rand(2, 3, 32, 32)
+    example = torch.rand(2, 3, meta["image_size"], meta["image_size"])
     batch = torch.export.Dim("batch")
     # The exporter prints its progress; keep the command's output to what it wrote.
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
@@ -86,13 +91,13 @@ def export_onnx(wrapper: nn.Module, out: Path, meta: dict[str, Any]) -> None:
     for key, value in (("classes", json.dumps(meta["classes"])), ("cifarlab", json.dumps(meta))):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    proto.doc_string = f"cifarlab {meta['model']}: {INPUT_SPEC}"
+    proto.doc_string = f"cifarlab {meta['model']}: {meta['input']}"
     with publishing(out) as tmp:
         onnx.save(proto, str(tmp))
 
 
 def export_torchscript(wrapper: nn.Module, out: Path, meta: dict[str, Any]) -> None:
-    example = torch.rand(2, 3, 32, 32)
+    example = torch.rand(2, 3, meta["image_size"], meta["image_size"])
     with warnings.catch_warnings():  # torch.jit is deprecated in favour of torch.export,
         warnings.simplefilter("ignore")  # but TorchScript is still what C++/mobile load
         traced = torch.jit.trace(wrapper, example)

@@ -19,6 +19,14 @@ from cifarlab.config import TTA_CHOICES
 from cifarlab.runtime import amp_dtype, autocast, use_channels_last
 
 
+def resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """A batch of images (N, C, H, W) at size x size: antialiased bilinear, a no-op when it
+    is already that size."""
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+
+
 def tta_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
     """Logits averaged over test-time views: the image and its mirror (flip), and for
     flip-translate also both shifted one pixel up-left and down-right (reflect-padded)."""
@@ -37,22 +45,26 @@ class Classifier(nn.Module):
     """Pixels in [0, 1], shape (N, 3, H, W) -> float32 logits (N, classes).
 
     `net` is the trained network; mean/std are buffers; `tta` is the test-time augmentation;
-    `classes` the class names. `amp` (an autocast dtype) and `channels_last` run the network
-    as training evaluated it; both off (float32), the module exports as it is.
+    `classes` the class names. Images of another size than `image_size` are resized to it
+    (antialiased bilinear, as training did). `amp` (an autocast dtype) and `channels_last`
+    run the network as training evaluated it; both off (float32), the module exports as it is.
     """
 
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float],
                  classes: Sequence[str], tta: str = "none", amp: torch.dtype | None = None,
-                 channels_last: bool = False, config: dict[str, Any] | None = None):
+                 channels_last: bool = False, config: dict[str, Any] | None = None,
+                 image_size: int = 32):
         super().__init__()
         if tta not in TTA_CHOICES:
             raise ValueError(f"tta must be one of {', '.join(TTA_CHOICES)}, not {tta!r}")
         self.net, self.tta, self.amp, self.channels_last = net, tta, amp, channels_last
+        self.image_size = image_size
         self.classes, self.config = list(classes), dict(config or {})
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = resize(x, self.image_size)
         x = (x - self.mean) / self.std
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -97,5 +109,6 @@ def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "cpu"
         if fast["channels_last"]:
             net = net.to(memory_format=torch.channels_last)
     model = Classifier(net, state["mean"], state["std"], state["classes"],
-                       tta or cfg.get("tta", "none"), config=cfg, **fast)
+                       tta or cfg.get("tta", "none"), config=cfg,
+                       image_size=cfg.get("image_size", 32), **fast)
     return model.to(device).eval()

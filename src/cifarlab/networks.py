@@ -17,6 +17,7 @@ from cifarlab.config import Config
 from cifarlab.distributed import Dist
 from cifarlab.errors import CifarlabError
 from cifarlab.models import create_model
+from cifarlab.models.external import check_input_size, parse_name
 from cifarlab.runtime import seed_everything
 
 
@@ -49,12 +50,18 @@ class Networks:
 
 
 def build_networks(cfg: Config, num_classes: int, train_images: torch.Tensor,
-                   device: torch.device, dist: Dist, channels_last: bool) -> Networks:
-    """The model (data-dependent init such as fastnet's whitening, memory format), its
-    training wrappers (DDP, torch.compile) and its EMA."""
+                   device: torch.device, dist: Dist, channels_last: bool,
+                   fresh: bool = True) -> Networks:
+    """The model (initial weights: pretrained, from a file or data-dependent such as fastnet's
+    whitening; memory format), its training wrappers (DDP, torch.compile) and its EMA.
+    `fresh=False` (a resumed run, whose weights come from last.pt) skips fetching weights."""
     seed_everything(cfg.seed)
-    model = create_model(cfg.model, num_classes, **cfg.model_args).to(device)
-    if hasattr(model, "init_from_data"):  # e.g. fastnet's patch-whitening layer
+    weights = cfg.weights if fresh else None
+    model = create_model(cfg.model, num_classes, pretrained=fresh and cfg.pretrained,
+                         weights=weights, **cfg.model_args).to(device)
+    if parse_name(cfg.model):  # another library's network: can it take our image size?
+        check_input_size(model, cfg.model, cfg.image_size, device)
+    if hasattr(model, "init_from_data") and not weights:  # e.g. fastnet's whitening layer
         model.init_from_data(normalize(to_float(train_images[:5000]), *cfg.normalization()))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

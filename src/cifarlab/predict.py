@@ -2,9 +2,10 @@
 
 Policy: each image is decoded by Pillow (first frame of an animation, EXIF rotation applied),
 transparent pixels are composited onto white, the result converted to RGB, center-cropped to a
-square, resized to 32×32 with Pillow's antialiased bicubic filter, then scaled to [0, 1] and
-normalised with the checkpoint's mean and std, as in training. Files are decoded in threads and
-classified in batches; a file that cannot be read yields an error entry, never stops the batch.
+square, resized to the run's image size (32×32 for CIFAR) with Pillow's antialiased bicubic
+filter, then scaled to [0, 1] and normalised with the checkpoint's mean and std, as in training.
+Files are decoded in threads and classified in batches; a file that cannot be read yields an
+error entry, never stops the batch.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cifarlab.inference import load_model, predict_logits
 from cifarlab.runtime import resolve_device
-
-SIZE = 32
 
 
 def image_extensions() -> set[str]:
@@ -47,8 +46,8 @@ def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[tuple[str, str | N
     return out
 
 
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """A file as a (3, 32, 32) uint8 array, following the policy above. Raises ValueError
+def load_image(path: str | os.PathLike, size: int = 32) -> np.ndarray:
+    """A file as a (3, size, size) uint8 array, following the policy above. Raises ValueError
     with a short reason for anything that is not a readable image."""
     p = Path(path)
     if not p.exists():
@@ -60,7 +59,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(p) as img:
             img.seek(0)
-            img.draft("RGB", (4 * SIZE, 4 * SIZE))  # JPEG: decode big photos at 1/2..1/8 scale
+            img.draft("RGB", (4 * size, 4 * size))  # JPEG: decode big photos at 1/2..1/8 scale
             img.load()
             img = ImageOps.exif_transpose(img)
             rgb = _to_rgb(img)
@@ -74,7 +73,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     side = min(w, h)
     left, top = (w - side) // 2, (h - side) // 2
     square = rgb.crop((left, top, left + side, top + side))
-    small = square.resize((SIZE, SIZE), Image.Resampling.BICUBIC)
+    small = square.resize((size, size), Image.Resampling.BICUBIC)
     return np.asarray(small, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
@@ -91,9 +90,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _load(path: str) -> tuple[np.ndarray | None, str | None]:
+def _load(path: str, size: int) -> tuple[np.ndarray | None, str | None]:
     try:
-        return load_image(path), None
+        return load_image(path, size), None
     except ValueError as e:
         return None, str(e)
 
@@ -111,7 +110,8 @@ def predict_files(checkpoint: str | os.PathLike, paths: Iterable[str | os.PathLi
     chunks = [entries[i:i + batch_size] for i in range(0, len(entries), batch_size)]
     with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 1)) as pool:
         def decode(chunk: list[tuple[str, str | None]]) -> list:
-            return [pool.submit(_load, path) if error is None else None for path, error in chunk]
+            return [pool.submit(_load, path, model.image_size) if error is None else None
+                    for path, error in chunk]
 
         # Decode the next chunk in the threads while the model classifies this one.
         pending = decode(chunks[0]) if chunks else []

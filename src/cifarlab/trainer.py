@@ -27,7 +27,7 @@ from cifarlab.data import CifarData, load_cifar
 from cifarlab.distributed import Dist
 from cifarlab.errors import CheckpointError, CifarlabError
 from cifarlab.evaluation import compute_metrics
-from cifarlab.inference import Classifier, predict_logits
+from cifarlab.inference import Classifier, predict_logits, resize
 from cifarlab.networks import build_networks
 from cifarlab.optim import build_optimizer, build_scheduler
 from cifarlab.progress import epoch_bar, epoch_line
@@ -84,7 +84,7 @@ class Trainer:
     """One Config's training: data, networks, optimizer, schedule, augmentation, state."""
 
     def __init__(self, cfg: Config, data: CifarData | None = None, dist: Dist | None = None,
-                 device: torch.device | None = None):
+                 device: torch.device | None = None, fresh: bool = True):
         self.cfg, self.dist = cfg, dist or Dist()
         self.device = device or resolve_device(cfg.device)
         if cfg.batch_size % self.dist.world:
@@ -101,7 +101,7 @@ class Trainer:
         self.data, self.classes = data.to(self.device), data.classes
         self.has_val = len(self.data.val_images) > 0
         self.nets = build_networks(cfg, len(self.classes), self.data.train_images, self.device,
-                                   self.dist, self.channels_last)
+                                   self.dist, self.channels_last, fresh)
         self.optimizer = build_optimizer(self.nets.model, cfg)
         self.steps_per_epoch = max(1, len(self.data.train_images) // cfg.batch_size)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
@@ -117,7 +117,7 @@ class Trainer:
         # Validation sees one view (it only picks the epoch); the test, the run's TTA.
         mean, std = cfg.normalization()
         views = dict(mean=mean, std=std, classes=self.classes, amp=self.amp,
-                     channels_last=self.channels_last)
+                     channels_last=self.channels_last, image_size=cfg.image_size)
         self.validator = Classifier(self.nets.eval_model, tta="none", **views).to(self.device)
         self.tester = Classifier(self.nets.eval_model, tta=cfg.tta, **views).to(self.device)
         self.state = TrainState()
@@ -267,7 +267,8 @@ class Trainer:
             total_loss += p["loss"]
             correct += p["correct"]
         # Scaled-down images early on; the last epoch always at full size, as the test is.
-        size = cfg.low_res_size if epoch <= min(cfg.low_res_epochs, cfg.epochs - 1) else None
+        low_res = epoch <= min(cfg.low_res_epochs, cfg.epochs - 1)
+        size = cfg.low_res_size if low_res else cfg.image_size
         with epoch_bar(self.steps_per_epoch, epoch, cfg.epochs, first) as bar:
             for step in range(first, self.steps_per_epoch):
                 if self.should_stop(step, total_loss, epoch):
@@ -293,12 +294,10 @@ class Trainer:
     def step(self, images: torch.Tensor, labels: torch.Tensor, flips: torch.Tensor | None,
              model: nn.Module, size: int | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One optimisation step on a batch, scaled to `size` pixels if given: (loss, logits,
-        labels)."""
+        """One optimisation step on a batch, resized to `size` pixels (default: --image-size):
+        (loss, logits, labels)."""
         cfg = self.cfg
-        x = self.augment(images, self.aug_gen, flips)
-        if size is not None:  # an early, low-resolution epoch
-            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
+        x = resize(self.augment(images, self.aug_gen, flips), size or cfg.image_size)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         y, y_b, lam = labels, labels, 1.0

@@ -71,7 +71,7 @@ def run_training(cfg: Config, *, resume_dir: Path | None = None,
     together = False  # whether every process leaves by the same path
     try:
         with folder:
-            trainer = Trainer(cfg, data, dist, device)
+            trainer = Trainer(cfg, data, dist, device, fresh=saved is None)
             if saved is not None:
                 try:
                     trainer.load_state_dict(saved)
