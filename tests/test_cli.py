@@ -59,7 +59,8 @@ def test_train_from_config_file(fake_data, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["train", "--model", "resnet50"], "unknown model 'resnet50'; choose one of"),
+    (["train", "--model", "resnet50"], "unknown model 'resnet50' (closest: tv:resnet50"),
+    (["train", "--model", "tv:resnet5"], "torchvision has no model 'resnet5'; closest: "),
     (["train", "--epochs", "0"], "epochs must be at least 1"),
     (["evaluate", "nowhere"], "nowhere does not exist"),
 ])
@@ -76,7 +77,11 @@ def test_missing_data_is_one_clear_line(tmp_path, capsys):
 
 def test_models_and_presets_listings(capsys):
     assert main(["models"]) == 0
-    assert "resnet18-tv" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "resnet18-tv" in out and "cifarlab models --source tv|timm" in out
+    assert main(["models", "--source", "tv", "--filter", "mobilenet_v"]) == 0
+    assert capsys.readouterr().out.split() == ["tv:mobilenet_v2", "tv:mobilenet_v3_large",
+                                               "tv:mobilenet_v3_small"]
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
     assert "fast (default)" in out and "seed:" in out and "--model resnet18-tv" in out

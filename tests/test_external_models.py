@@ -1,5 +1,8 @@
 """Models by name from torchvision and timm, pretrained and local weights, the image size."""
 
+import os
+import subprocess
+import sys
 import urllib.error
 
 import pytest
@@ -166,3 +169,40 @@ def test_a_vit_at_the_wrong_size_is_one_clear_error(fake_data, tmp_path):
     with pytest.raises(ModelError, match=r"tv:vit_b_16 cannot take 32x32 images .*224"):
         train(**{**TINY, "model": "tv:vit_b_16", "model_args": {}, "data_dir": str(fake_data),
                  "run_dir": str(tmp_path / "run")})
+
+
+def test_finetune_trains_the_pretrained_body_slower_than_the_new_head(fake_data, tmp_path):
+    from cifarlab.optim import build_optimizer
+
+    weights = tmp_path / "imagenet.pth"
+    torch.save(create_model("tv:resnet18", 1000).state_dict(), weights)
+    cfg = make_config("finetune", weights=str(weights))
+    assert (cfg.pretrained, cfg.image_size, cfg.normalization()) == (True, 128, IMAGENET_STATS)
+    model = create_model(cfg.model, 10, pretrained=True, weights=cfg.weights)
+    rates = {}
+    for group in build_optimizer(model, cfg, 10).param_groups:
+        for p in group["params"]:
+            rates[id(p)] = group["lr"]
+    head = {id(p) for p in model.fc.parameters()}
+    assert {rates[i] for i in head} == {cfg.lr}
+    assert {r for i, r in rates.items() if i not in head} == {cfg.lr * 0.1}
+    assert len(rates) == len(list(model.parameters()))  # every parameter in one group
+    # The whole run at a small size: pretrained from the file, split groups, test, reload.
+    metrics = train(preset="finetune", weights=str(weights), image_size=40, epochs=1,
+                    batch_size=50, data_dir=str(fake_data), run_dir=str(tmp_path / "run"),
+                    device="cpu", report=False, val_size=50)
+    assert load_model(tmp_path / "run").image_size == 40 and metrics["model"] == "tv:resnet18"
+
+
+def test_apple_gpus_get_float32_default_layout_and_the_cpu_fallback(monkeypatch):
+    from cifarlab.runtime import amp_dtype, resolve_device, use_channels_last
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    mps = resolve_device("auto")
+    assert mps.type == "mps" and amp_dtype("auto", mps) is None
+    assert not use_channels_last(None, mps)
+    code = "import os, cifarlab; print(os.environ['PYTORCH_ENABLE_MPS_FALLBACK'])"
+    env = {k: v for k, v in os.environ.items() if k != "PYTORCH_ENABLE_MPS_FALLBACK"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.strip() == "1"  # cifarlab sets it when imported

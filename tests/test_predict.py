@@ -8,8 +8,9 @@ from PIL import Image
 from cifarlab import load_model
 from cifarlab.cli import main
 from cifarlab.data import load_cifar
+from cifarlab.images import load_image
 from cifarlab.inference import predict_logits
-from cifarlab.predict import expand_inputs, load_image, predict_files
+from cifarlab.predict import expand_inputs, predict_files
 
 
 def rgb(h, w, color):

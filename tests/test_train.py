@@ -184,8 +184,8 @@ def test_learning_rate_schedules():
 
 
 def test_warmup_is_a_share_of_the_run_so_a_short_run_leaves_it():
-    short = make_config("90", epochs=3)
-    assert lr_factor(short, 0.6) == pytest.approx(1.0)  # the peak, 20% into the run
+    short = make_config("resnet18", epochs=3)  # warm-up: 2/30 of the run
+    assert lr_factor(short, 0.2) == pytest.approx(1.0)  # the peak, 2/30 into the run
     assert lr_factor(short, 3) == 0.0
 
 

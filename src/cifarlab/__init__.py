@@ -4,6 +4,14 @@ The public functions live in modules of other names (training, evaluation, infer
 module is hidden behind a function of the same name.
 """
 
+import os
+
+# Apple GPUs (mps): an operation Metal lacks runs on the CPU instead of failing the run. torch
+# reads this once, when it is first imported, so it is set before anything imports torch.
+os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
+
+# ruff: noqa: E402
+
 from cifarlab.config import PRESETS, Config, make_config
 from cifarlab.evaluation import evaluate
 from cifarlab.inference import Classifier, load_model

@@ -153,6 +153,9 @@ def bench(presets: list[str], seeds: list[int], out: Path, runs_root: Path | Non
     stamp = time.strftime("%Y%m%d-%H%M%S")
     data_dir = (extra[extra.index("--data-dir") + 1] if "--data-dir" in extra
                 else str(default_data_dir()))
+    if "folder" in extra and not (Path(data_dir) / "test").is_dir():  # --dataset folder
+        raise CifarlabError(f"bench compares test accuracy, and the image folder {data_dir} "
+                            f"has no test/ folder; add PATH/test/CLASS/IMAGE")
     info = machine()  # this sitting's machine and commit, also kept with each of its runs
     result = start_results(out, merge, presets, extra, info)
     result.setdefault("sittings", []).append({"started": stamp, "seeds": seeds,

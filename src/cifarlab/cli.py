@@ -195,6 +195,9 @@ def cmd_evaluate(args: dict) -> int:
 
     m = evaluate(args["checkpoint"], args["data_dir"], args["split"], args["batch_size"],
                  args["device"], tta=args["tta"])
+    if args["split"] == "test" and m["split"] != "test":
+        print("no test set (the image folder has no test/): the validation split instead",
+              file=sys.stderr)
     if args["json"]:
         print(json.dumps(m, indent=2))
         return 0

@@ -42,12 +42,15 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 @dataclass
 class Config:
     # --- data
-    dataset: str = _f("cifar10", "dataset", choices=("cifar10", "cifar100"))
+    dataset: str = _f("cifar10", "dataset; folder: your own images in --data-dir, as "
+                      "train/CLASS/IMAGE (+ optional val/ and test/ alike)",
+                      choices=("cifar10", "cifar100", "folder"))
     data_dir: str | None = _f(None, "folder holding cifar-10-batches-py/ (default: "
-                              "$CIFARLAB_DATA_DIR, else ./data)")
+                              "$CIFARLAB_DATA_DIR, else ./data), or the image folder")
     download: bool = _f(True, "download the dataset when it is not found")
-    val_size: int = _f(5000, "images held out of the training set for validation / early "
-                       "stopping (stratified); 0 = none, the last epoch is kept")
+    val_size: int | None = _f(None, "images held out of the training set for validation / "
+                              "early stopping (stratified; default: 5,000 for CIFAR, 10% of "
+                              "an image folder without val/); 0 = none, the last epoch is kept")
     split_seed: int = _f(0, "seed of the validation split (kept apart from --seed so that runs "
                          "with different seeds share one split)")
     # --- model
@@ -83,6 +86,8 @@ class Config:
                                    "too (off: only to conv/linear weights)")
     norm_bias_lr_scale: float = _f(1.0, "learning-rate multiplier for normalisation weights and "
                                    "biases (their decay per step, lr x wd, stays the same)")
+    body_lr_scale: float = _f(1.0, "learning-rate multiplier for all but the classifier: a "
+                              "pretrained body learns slower than its new head (finetune: 0.1)")
     schedule: str = _f("cosine", "learning-rate schedule, stepped every batch",
                        choices=("constant", "cosine", "onecycle", "step"))
     t_max: float | None = _f(None, "cosine: period in epochs (default: --epochs); past it the "
@@ -167,7 +172,7 @@ class Config:
             (0 <= self.muon_momentum < 1, "muon_momentum must be in [0, 1)"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
             (self.mixup_alpha >= 0, "mixup_alpha must be 0 or more"),
-            (self.val_size >= 0, "val_size must be 0 or more"),
+            (self.val_size is None or self.val_size >= 0, "val_size must be 0 or more"),
             (0 <= self.warmup < 1, "warmup is a share of the run: it must be in [0, 1)"),
             (0 < self.whiten_bias_share <= 1, "whiten_bias_share must be in (0, 1]"),
             (self.t_max is None or self.t_max > 0, "t_max must be greater than 0"),
@@ -176,8 +181,9 @@ class Config:
             (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
             (0 <= self.low_res_epochs <= self.epochs, "low_res_epochs must be in [0, epochs]"),
             (8 <= self.image_size <= 1024, "image_size must be in [8, 1024] pixels"),
-            (8 <= self.low_res_size <= self.image_size,
-             "low_res_size must be in [8, image_size] pixels"),
+            (self.low_res_epochs == 0 or 8 <= self.low_res_size <= self.image_size,
+             "low_res_size must be in [8, image_size] pixels; lower it, or set "
+             "--low-res-epochs 0"),
             (0 <= self.crop_padding <= 16, "crop_padding must be in [0, 16]"),
             (0 <= self.rotation <= 180, "rotation must be in [0, 180] degrees"),
             (0 <= self.cutout <= 32, "cutout must be in [0, 32] pixels"),
@@ -187,6 +193,7 @@ class Config:
              "std values must be greater than 0"),
             (self.num_threads is None or self.num_threads >= 1, "num_threads must be >= 1"),
             (self.norm_bias_lr_scale > 0, "norm_bias_lr_scale must be greater than 0"),
+            (0 < self.body_lr_scale <= 1, "body_lr_scale must be in (0, 1]"),
         ]
         for ok, message in checks:
             if not ok:
@@ -205,7 +212,8 @@ class Config:
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """(mean, std): the ones set, else ImageNet's for pretrained weights, else the
         dataset's own."""
-        mean, std = IMAGENET_STATS if self.pretrained else DATASET_STATS[self.dataset]
+        own = DATASET_STATS.get(self.dataset, ((0.5,) * 3, (0.5,) * 3))  # folders: set on load
+        mean, std = IMAGENET_STATS if self.pretrained else own
         return tuple(self.mean or mean), tuple(self.std or std)
 
 

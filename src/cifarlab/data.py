@@ -171,7 +171,8 @@ def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.n
 
 @dataclass
 class CifarData:
-    """All splits as tensors: images uint8 (N, 3, 32, 32), labels int64 (N,)."""
+    """All splits as tensors: images uint8 (N, 3, H, W), labels int64 (N,); for CIFAR and
+    image folders alike."""
 
     train_images: torch.Tensor
     train_labels: torch.Tensor
@@ -180,6 +181,11 @@ class CifarData:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     classes: list[str]
+    stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None  # image folders' own
+
+    @property
+    def has_test(self) -> bool:
+        return len(self.test_labels) > 0
 
     def to(self, device: torch.device | str) -> CifarData:
         moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v
@@ -188,14 +194,16 @@ class CifarData:
 
 
 def load_cifar(dataset: str = "cifar10", data_dir: str | os.PathLike | None = None,
-               download: bool = True, val_size: int = 5000, split_seed: int = 0) -> CifarData:
-    """Find (or download) the dataset and return train/val/test tensors on the CPU."""
+               download: bool = True, val_size: int | None = 5000, split_seed: int = 0
+               ) -> CifarData:
+    """Find (or download) the dataset and return train/val/test tensors on the CPU
+    (`val_size` None: 5,000)."""
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     folder = find_dataset(dataset, data_dir, download)
     x, y = load_split(folder, dataset, train=True)
     tx, ty = load_split(folder, dataset, train=False)
-    train_idx, val_idx = stratified_split(y, val_size, split_seed)
+    train_idx, val_idx = stratified_split(y, 5000 if val_size is None else val_size, split_seed)
     t = torch.from_numpy
     return CifarData(t(x[train_idx]), t(y[train_idx]), t(x[val_idx]), t(y[val_idx]),
                      t(tx), t(ty), class_names(folder, dataset))

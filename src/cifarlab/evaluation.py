@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from cifarlab.data import load_cifar
+from cifarlab.datasets import load_data
 from cifarlab.inference import load_model, predict_logits
 from cifarlab.runtime import resolve_device
 
@@ -40,18 +40,21 @@ def compute_metrics(logits: torch.Tensor, labels: torch.Tensor,
 def predict_split(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None,
                   split: str = "test", batch_size: int | None = None, device: str = "auto",
                   download: bool = True, tta: str | None = None) -> dict[str, Any]:
-    """A checkpoint's logits on the test (or validation) images, with the images, labels and
-    classes. Test-time augmentation, precision and batch size default to the run's own."""
+    """A checkpoint's logits on the test (or validation) images, with the images, labels,
+    classes and the split used: an image folder without test/ gives its validation split.
+    Test-time augmentation, precision and batch size default to the run's own."""
     dev = resolve_device(device)
     model = load_model(checkpoint, dev, tta, as_trained=True)
     cfg = model.config
-    data = load_cifar(cfg["dataset"], data_dir if data_dir is not None else cfg["data_dir"],
-                      download, cfg["val_size"], cfg["split_seed"])
+    data = load_data(cfg["dataset"], data_dir if data_dir is not None else cfg["data_dir"],
+                     download, cfg["val_size"], cfg["split_seed"], cfg.get("image_size", 32))
+    if split == "test" and not data.has_test:
+        split = "val"
     images, labels = {"test": (data.test_images, data.test_labels),
                       "val": (data.val_images, data.val_labels)}[split]
     logits = predict_logits(model, images, batch_size or cfg["eval_batch_size"])
     return dict(images=images, labels=labels, logits=logits.cpu(), classes=model.classes,
-                tta=model.tta, device=str(dev))
+                tta=model.tta, device=str(dev), split=split)
 
 
 def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None,
@@ -61,7 +64,8 @@ def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None =
     Test-time augmentation, precision and batch size default to the run's own settings."""
     p = predict_split(checkpoint, data_dir, split, batch_size, device, download, tta)
     metrics = compute_metrics(p["logits"], p["labels"], p["classes"])
-    metrics.update(split=split, checkpoint=str(checkpoint), device=p["device"], tta=p["tta"])
+    metrics.update(split=p["split"], checkpoint=str(checkpoint), device=p["device"],
+                   tta=p["tta"])
     return metrics
 
 

@@ -99,11 +99,13 @@ def early_parameters(model: nn.Module, cfg: Config) -> list[nn.Parameter]:
     return list(model.early_parameters())
 
 
-def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: Config, num_classes: int | None = None
+                    ) -> torch.optim.Optimizer:
     """Parameter groups, each with a `role` that the schedule reads: conv/linear weights;
     norm weights and biases, which can have their own learning rate (same decay per step) or no
     weight decay at all; what trains only early in the run (`early_parameters`), with the norms'
-    settings; and with Muon, the conv filters (4-D) in a group of their own."""
+    settings; and with Muon, the conv filters (4-D) in a group of their own. With a
+    `body_lr_scale`, each group is split: all but the classifier at that share of its rate."""
     early = {id(p) for p in early_parameters(model, cfg)}
     trained = [p for p in model.parameters() if p.requires_grad]
     filters = {id(p) for p in trained if p.ndim == 4} if cfg.optimizer == "muon" else set()
@@ -121,11 +123,32 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
         groups.append({"params": [p for p in trained if id(p) in filters], "lr": cfg.muon_lr,
                        "momentum": cfg.muon_momentum, "weight_decay": 0.0, "muon": True,
                        "role": "filters"})
+    if cfg.body_lr_scale != 1:
+        groups = split_body_and_head(groups, model, cfg, num_classes)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
     if cfg.optimizer == "muon":
         return Muon(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+
+
+def split_body_and_head(groups: list[dict], model: nn.Module, cfg: Config,
+                        num_classes: int | None) -> list[dict]:
+    """Each group twice: the body's parameters at `body_lr_scale` of the group's rate (a
+    pretrained body changes slowly), the new classifier's at the full rate."""
+    from cifarlab.models import find_head
+
+    if num_classes is None:
+        raise ValueError("body_lr_scale needs the number of classes to find the classifier")
+    head = {id(p) for p in model.get_submodule(find_head(model, num_classes)).parameters()}
+    out = []
+    for group in groups:
+        lr = group.get("lr", cfg.lr)
+        body = [p for p in group["params"] if id(p) not in head]
+        out.append({**group, "params": body, "lr": lr * cfg.body_lr_scale, "part": "body"})
+        out.append({**group, "params": [p for p in group["params"] if id(p) in head],
+                    "lr": lr, "part": "head"})
+    return [g for g in out if g["params"]]
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config, steps_per_epoch: int

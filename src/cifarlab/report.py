@@ -58,13 +58,15 @@ def confused_pairs(confusion: list[list[int]], classes: list[str], top: int = 10
 
 
 def write_report(run_dir: str | os.PathLike, images: torch.Tensor, labels: torch.Tensor,
-                 logits: torch.Tensor, classes: list[str]) -> Path:
-    """Draw the pictures from test-set logits and write report.html; returns its path."""
+                 logits: torch.Tensor, classes: list[str], split: str = "test") -> Path:
+    """Draw the pictures from test-set logits (`split="val"`: an image folder without a test
+    set) and write report.html; returns its path."""
     run_dir = Path(run_dir)
     images_np = images.cpu().numpy()
     labels_np = labels.cpu().numpy()
     probs = torch.softmax(logits.float().cpu(), 1).numpy()
     metrics = compute_metrics(logits.float().cpu(), labels.cpu(), classes)
+    metrics["split"] = split
     rows = read_rows(run_dir)
     with matplotlib.rc_context({"font.size": 11}):
         written = _draw(run_dir, rows, metrics, images_np, labels_np, probs, classes)
@@ -93,7 +95,7 @@ def report_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = 
     if not run_dir.is_dir():
         raise CifarlabError(f"{run_dir} is not a folder; give a run folder made by cifarlab train")
     p = predict_split(run_dir, data_dir, "test", device=device)
-    return write_report(run_dir, p["images"], p["labels"], p["logits"], p["classes"])
+    return write_report(run_dir, p["images"], p["labels"], p["logits"], p["classes"], p["split"])
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -114,8 +116,10 @@ def _summary(metrics: dict[str, Any], saved: dict[str, Any]) -> list[tuple[str, 
     chosen = (f"epoch {saved['best_epoch']} (validation {best_val:.2f}%)" if best_val is not None
               else f"epoch {saved['best_epoch']} (last; no validation split)"
               if "best_epoch" in saved else "unknown")
-    rows = [("test top-1", f"{metrics['top1']:.2f}%"), ("test top-5", f"{metrics['top5']:.2f}%"),
-            ("test loss", f"{metrics['loss']:.4f}"), ("test images", metrics["count"]),
+    name = "test" if metrics.get("split", "test") == "test" else "validation"
+    rows = [(f"{name} top-1", f"{metrics['top1']:.2f}%"),
+            (f"{name} top-5", f"{metrics['top5']:.2f}%"),
+            (f"{name} loss", f"{metrics['loss']:.4f}"), (f"{name} images", metrics["count"]),
             ("weights tested", chosen)]
     if "epochs" in saved:
         rows += [("epochs run", saved["epochs"]),
@@ -154,8 +158,13 @@ def render_html(run_dir: Path, metrics: dict[str, Any], rows: list[dict],
     saved = _read_json(run_dir / "metrics.json")
     config = _read_json(run_dir / "config.json")
     title = f"cifarlab report: {run_dir.name}"
-    figures = "".join(f"<figure><figcaption>{PICTURES[name]}</figcaption>"
-                      f"{_img(path, PICTURES[name])}</figure>" for name, path in pictures.items())
+    split = "test" if metrics.get("split", "test") == "test" else "validation"
+    captions = {name: PICTURES[name].replace("test", split) for name in pictures}
+    figures = "".join(f"<figure><figcaption>{captions[name]}</figcaption>"
+                      f"{_img(path, captions[name])}</figure>" for name, path in pictures.items())
+    honesty = ("Test accuracy is measured once, on weights chosen without the test set." if
+               split == "test" else "No test set: these are validation figures, and the same "
+               "validation split chose the weights, so they are optimistic.")
     config_rows = [(k, json.dumps(v) if isinstance(v, (list, dict)) else v)
                    for k, v in config.items()]
     return f"""<!DOCTYPE html>
@@ -176,7 +185,7 @@ img {{ max-width: 100%; height: auto; border: 1px solid #eee; }}
 <h1>{html.escape(title)}</h1>
 <p>{html.escape(config.get("dataset", "?"))}, model {html.escape(str(config.get("model", "?")))},
 preset {html.escape(str(config.get("preset", "?")))}, seed {config.get("seed", "?")}.
-Test accuracy is measured once, on weights chosen without the test set.
+{honesty}
 Report written {datetime.now():%Y-%m-%d %H:%M}.</p>
 {_table(_summary(metrics, saved) + [("test-time augmentation", config.get("tta", "none"))])}
 <div class="cols">

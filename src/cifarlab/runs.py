@@ -199,6 +199,8 @@ def rng_state(generators: dict[str, torch.Generator]) -> dict[str, Any]:
              "generators": {k: g.get_state() for k, g in generators.items()}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.backends.mps.is_available():  # Apple GPUs: dropout and friends draw from it
+        state["mps"] = torch.mps.get_rng_state()
     return state
 
 
@@ -210,5 +212,7 @@ def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    if "mps" in state and torch.backends.mps.is_available():
+        torch.mps.set_rng_state(state["mps"])
     for name, g in generators.items():
         g.set_state(state["generators"][name])

@@ -23,7 +23,8 @@ from torch import nn
 from cifarlab.augment import Augmenter, mixup
 from cifarlab.checkpoint import unwrap
 from cifarlab.config import Config
-from cifarlab.data import CifarData, load_cifar
+from cifarlab.data import CifarData
+from cifarlab.datasets import load_data
 from cifarlab.distributed import Dist
 from cifarlab.errors import CheckpointError, CifarlabError
 from cifarlab.evaluation import compute_metrics
@@ -96,13 +97,22 @@ class Trainer:
         self.amp = amp_dtype(cfg.amp, self.device)
         self.channels_last = use_channels_last(cfg.channels_last, self.device)
         if data is None:
-            data = load_cifar(cfg.dataset, cfg.data_dir, cfg.download, cfg.val_size,
-                              cfg.split_seed)
+            data = load_data(cfg.dataset, cfg.data_dir, cfg.download, cfg.val_size,
+                             cfg.split_seed, cfg.image_size)
+        if data.stats and not cfg.pretrained:  # an image folder: its own mean and std,
+            cfg.mean = cfg.mean or data.stats[0]  # recorded in config.json
+            cfg.std = cfg.std or data.stats[1]
         self.data, self.classes = data.to(self.device), data.classes
         self.has_val = len(self.data.val_images) > 0
+        # What the chosen weights are evaluated on at the end: the test set; for an image
+        # folder without test/, the validation split (and without either, nothing: refused).
+        self.final_split = "test" if self.data.has_test else "val"
+        if not self.data.has_test and not self.has_val:
+            raise CifarlabError("this dataset has no test/ folder and no validation split: "
+                                "nothing to evaluate on; drop --val-size 0 or add test/")
         self.nets = build_networks(cfg, len(self.classes), self.data.train_images, self.device,
                                    self.dist, self.channels_last, fresh)
-        self.optimizer = build_optimizer(self.nets.model, cfg)
+        self.optimizer = build_optimizer(self.nets.model, cfg, len(self.classes))
         self.steps_per_epoch = max(1, len(self.data.train_images) // cfg.batch_size)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
@@ -179,6 +189,12 @@ class Trainer:
             self.state.partial = None
             self.aug_gen.manual_seed(self.cfg.seed + 1 + 1000 * rank + self.state.epoch)
 
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, labels) of the "val" or "test" split."""
+        d = self.data
+        return (d.test_images, d.test_labels) if name == "test" else (d.val_images,
+                                                                       d.val_labels)
+
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Put saved weights (best.pt's) into the model that is evaluated."""
         self.nets.eval_model.load_state_dict(state_dict)
@@ -204,8 +220,10 @@ class Trainer:
         log(f"cifarlab {__version__}  preset {cfg.preset}  model {cfg.model} "
             f"({params / 1e6:.2f}M parameters)  device {self.device}  "
             f"precision {self.amp or torch.float32}".replace("torch.", ""))
+        test = (f"{len(self.data.test_images)} test images" if self.data.has_test else
+                "no test set (no test/ folder): validation only")
         log(f"{cfg.dataset}: {len(self.data.train_images)} train, {len(self.data.val_images)} "
-            f"val, {len(self.data.test_images)} test images  ->  {folder.path}")
+            f"val images, {test}  ->  {folder.path}")
         if self.state.epoch or self.state.partial:
             where = f" at step {self.state.partial['step']}" if self.state.partial else ""
             log(f"resuming after epoch {self.state.epoch}{where}")

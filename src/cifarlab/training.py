@@ -102,15 +102,17 @@ def run_training(cfg: Config, *, resume_dir: Path | None = None,
 
 def test_once(trainer: Trainer, folder: RunFolder, summary: dict[str, Any]
               ) -> tuple[dict[str, Any], torch.Tensor]:
-    """The chosen weights (best.pt), evaluated once on the test set with the run's TTA:
-    metrics.json's content and the test logits."""
-    cfg, data = trainer.cfg, trainer.data
+    """The chosen weights (best.pt), evaluated once with the run's TTA on the test set — or,
+    for an image folder without test/, on the validation split (`evaluated_on` says which;
+    the keys are val_top1, ...): metrics.json's content and the logits."""
+    cfg, split = trainer.cfg, trainer.final_split
+    images, labels = trainer.split(split)
     trainer.load_weights(folder.load("best.pt")["state_dict"])
-    logits = trainer.predict(data.test_images, tta=True)
-    test = compute_metrics(logits, data.test_labels, trainer.classes)
+    logits = trainer.predict(images, tta=True)
+    m = compute_metrics(logits, labels, trainer.classes)
     return {
-        "test_top1": test["top1"], "test_top5": test["top5"], "test_loss": test["loss"],
-        "per_class": test["per_class"], "confusion": test["confusion"],
+        f"{split}_top1": m["top1"], f"{split}_top5": m["top5"], f"{split}_loss": m["loss"],
+        "evaluated_on": split, "per_class": m["per_class"], "confusion": m["confusion"],
         "classes": trainer.classes, **summary,
         "total_seconds": trainer.elapsed(), "device": str(trainer.device),
         "device_name": device_name(trainer.device), "torch_version": torch.__version__,
@@ -122,21 +124,21 @@ def test_once(trainer: Trainer, folder: RunFolder, summary: dict[str, Any]
 def report(trainer: Trainer, folder: RunFolder, metrics: dict[str, Any],
            logits: torch.Tensor) -> None:
     """Log the test result and draw the report; a failing report loses nothing."""
-    log = folder.log
+    log, split = folder.log, metrics["evaluated_on"]
     best_val, best_epoch = metrics["best_val_acc"], metrics["best_epoch"]
     chosen = (f"epoch {best_epoch}, val {best_val:.2f}%" if best_val is not None
               else f"last epoch {best_epoch}, no validation split")
-    log(f"test accuracy {metrics['test_top1']:.2f}% (top-5 {metrics['test_top5']:.2f}%) of the "
+    what = "test accuracy" if split == "test" else "validation accuracy (no test set)"
+    log(f"{what} {metrics[split + '_top1']:.2f}% (top-5 {metrics[split + '_top5']:.2f}%) of the "
         f"chosen weights ({chosen}); trained in {format_duration(metrics['train_seconds'])}")
     log(format_per_class(metrics))
     saved = "best.pt, last.pt, metrics.json, metrics.csv"
     if trainer.cfg.report:
         from cifarlab.report import PICTURES, write_report  # matplotlib: only when drawing
 
-        data = trainer.data
+        images, labels = trainer.split(split)
         try:
-            write_report(folder.path, data.test_images, data.test_labels, logits,
-                         trainer.classes)
+            write_report(folder.path, images, labels, logits, trainer.classes, split)
             saved += ", report.html, " + ", ".join(PICTURES)
         except Exception as e:  # the run itself is saved; the report can be redrawn later
             log(f"report not written ({type(e).__name__}: {e}); "

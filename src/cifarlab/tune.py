@@ -19,7 +19,7 @@ from typing import Any
 
 from cifarlab import evaluation
 from cifarlab.config import Config, ConfigError, field_types, make_config, read_config_file
-from cifarlab.data import load_cifar
+from cifarlab.datasets import load_data
 from cifarlab.errors import CifarlabError
 from cifarlab.files import publish_text
 from cifarlab.trainer import TrainingError
@@ -121,7 +121,8 @@ def tune(preset: str | None, config_file: str | None, space: dict[str, dict[str,
     runs_dir.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{runs_dir / 'study.db'}"
     study = open_study(storage, study_name, sampler_seed, heartbeat)
-    data = load_cifar(base.dataset, base.data_dir, base.download, base.val_size, base.split_seed)
+    data = load_data(base.dataset, base.data_dir, base.download, base.val_size, base.split_seed,
+                     base.image_size)
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, space)
@@ -169,8 +170,10 @@ def summarize(study: Any, storage: str, runs_dir: Path,
     elif not (Path(out["best_run_dir"] or "") / "best.pt").is_file():
         out["test"] = f"not evaluated: {out['best_run_dir']} is not on this machine"
         log(out["test"])
+    elif (m := evaluation.evaluate(out["best_run_dir"]))["split"] != "test":
+        out["test"] = "none: the image folder has no test/ (trials compared on validation)"
+        log(out["test"])
     else:
-        m = evaluation.evaluate(out["best_run_dir"])
         out.update(test_top1=m["top1"], test_top5=m["top5"],
                    test="the best trial's checkpoint, evaluated once on the test set after "
                         "the search (trials were compared on the validation split only)")

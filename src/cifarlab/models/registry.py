@@ -44,6 +44,8 @@ def check_model(name: str) -> None:
         external.check_name(name)
     elif name not in _MODELS:
         close = difflib.get_close_matches(name, list_models(), n=3, cutoff=0.5)
+        if name in external.list_source_models("tv"):  # e.g. resnet50: torchvision has it
+            close = [f"tv:{name}", *close]
         hint = f" (closest: {', '.join(close)})" if close else ""
         raise ModelError(f"unknown model {name!r}{hint}; choose one of "
                          f"{', '.join(list_models())}, or tv:NAME / timm:NAME (see cifarlab "
