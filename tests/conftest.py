@@ -17,6 +17,26 @@ import pytest
 from cifarlab.data import DATASETS
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CHROMIUM = Path("/usr/bin/chromium")
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="Chromium not installed at /usr/bin/chromium (Debian: "
+    "apt-get install chromium); .ci/run installs it when it can")
+
+
+def images_in_chromium(page_path: Path, screenshot: Path) -> list[dict]:
+    """Open a page in headless Chromium: [{alt, ok}] for each image (ok: it loaded)."""
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=flags)
+        page = browser.new_page()
+        page.goto(page_path.resolve().as_uri(), wait_until="load")
+        images = page.evaluate("() => Array.from(document.images).map(i => "
+                               "({alt: i.alt, ok: i.complete && i.naturalWidth > 0}))")
+        page.screenshot(path=str(screenshot), full_page=True)
+        browser.close()
+    return images
 
 # A model small enough to train in a second on the fake data, plain SGD at full resolution
 # whatever the default preset uses (tests of Muon and of low-resolution epochs ask for them);

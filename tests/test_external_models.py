@@ -137,7 +137,9 @@ def test_missing_pretrained_weights_say_where_the_file_goes(tmp_path, monkeypatc
 
     monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "hf"))
-    with pytest.raises(ModelError, match=r"timm:resnet18 from timm/resnet18.*Hugging Face"):
+    with pytest.raises(ModelError, match=r"timm:resnet18 from timm/resnet18.*Hugging Face .*"
+                                         r"download https://huggingface.co/timm/resnet18.*"
+                                         r"model.safetensors and pass --weights PATH"):
         create_model("timm:resnet18", 10, pretrained=True)
     with pytest.raises(ModelError, match="has no pretrained weights"):
         create_model("fastnet", 10, pretrained=True)

@@ -3,7 +3,10 @@ every command on such runs."""
 
 import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -72,11 +75,7 @@ def test_a_val_folder_is_used_as_it_is(image_folder):
 
 
 def test_without_test_folder_everything_reports_validation(image_folder, tmp_path, capsys):
-    for f in (image_folder / "test").rglob("*.*"):
-        f.unlink()
-    for d in (image_folder / "test").iterdir():
-        d.rmdir()
-    (image_folder / "test").rmdir()
+    shutil.rmtree(image_folder / "test")
     metrics = folder_run(image_folder, tmp_path / "run")
     out = capsys.readouterr().out
     assert "no test set" in out and "validation accuracy (no test set)" in out
@@ -173,3 +172,27 @@ def test_a_stopped_folder_run_of_a_torchvision_model_resumes_exactly(image_folde
         fit_in(t, tmp_path / "run")
     m = resume(tmp_path / "run", quiet=True)
     assert (m["test_top1"], m["test_loss"]) == (ref["test_top1"], ref["test_loss"])
+
+
+def test_torchrun_and_tune_work_on_a_folder(image_folder, tmp_path, capsys):
+    env = {**os.environ, "CIFARLAB_CACHE_DIR": str(tmp_path / "cache")}
+    run = tmp_path / "ddp"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        "--nproc-per-node", "2", "-m", "cifarlab", "train", "--dataset",
+                        "folder", "--data-dir", str(image_folder), "--run-dir", str(run),
+                        "--epochs", "1", "--batch-size", "16", "--no-report", "--device", "cpu",
+                        "--num-threads", "1", "--model-args", json.dumps(TINY["model_args"])],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((run / "metrics.json").read_text())["classes"] == CLASSES
+    shutil.rmtree(image_folder / "test")
+    settings = {k: v for k, v in TINY.items() if k not in ("epochs", "val_size")}
+    cfg = tmp_path / "tune.json"
+    cfg.write_text(json.dumps({**settings, "dataset": "folder", "data_dir": str(image_folder),
+                               "val_size": None, "batch_size": 16,  # None: 10% of train/
+                               "tune": {"lr": {"low": 0.01, "high": 0.1}}}))
+    assert main(["tune", "--config", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--study",
+                 "s", "--trials", "2", "--sampler-seed", "0"]) == 0
+    summary = json.loads((tmp_path / "runs" / "s" / "tune.json").read_text())
+    assert summary["test"].startswith("none: the image folder has no test/")
+    assert "test_top1" not in summary

@@ -2,7 +2,6 @@ import base64
 import json
 import re
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +10,7 @@ from PIL import Image
 from cifarlab import plots, train
 from cifarlab.cli import main
 from cifarlab.report import PICTURES, confused_pairs
-from conftest import TINY
-
-CHROMIUM = Path("/usr/bin/chromium")
+from conftest import TINY, images_in_chromium, needs_chromium
 
 
 def test_training_writes_every_picture_and_the_page(trained_run):
@@ -89,19 +86,8 @@ def test_many_classes_show_the_extremes_not_every_bar():
     assert not conf.axes[0].texts  # no unreadable counts in a 100x100 grid
 
 
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="Chromium not installed at /usr/bin/chromium "
-                    "(Debian: apt-get install chromium); .ci/run installs it when it can")
+@needs_chromium
 def test_report_page_loads_every_image_in_headless_chromium(trained_run, tmp_path):
-    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run"]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=flags)
-        page = browser.new_page()
-        page.goto((trained_run / "report.html").as_uri(), wait_until="load")
-        images = page.evaluate("() => Array.from(document.images).map(i => "
-                               "({alt: i.alt, ok: i.complete && i.naturalWidth > 0}))")
-        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
-        browser.close()
+    images = images_in_chromium(trained_run / "report.html", tmp_path / "page.png")
     assert sorted(i["alt"] for i in images) == sorted(PICTURES.values())
     assert all(i["ok"] for i in images), images

@@ -19,6 +19,7 @@ from cifarlab.checkpoint import load_checkpoint
 from cifarlab.cli import main
 from cifarlab.config import make_config
 from cifarlab.errors import CheckpointError, CifarlabError
+from cifarlab.run_table import run_state
 from cifarlab.trainer import Trainer, TrainingError
 from conftest import TINY, fit_in, write_fake_cifar
 
@@ -124,7 +125,10 @@ def test_resume_in_process_with_ema_mixup_and_a_mid_epoch_stop(fake_data, tmp_pa
         fit_in(t, tmp_path / "run")
     saved = load_checkpoint(tmp_path / "run" / "last.pt")["resume"]
     assert saved["ranks"][0]["partial"]["step"] > 0
+    assert run_state(tmp_path / "run") == ("stopped",
+                                           f"cifarlab train --resume {tmp_path / 'run'}")
     m = resume(tmp_path / "run", quiet=True)
+    assert run_state(tmp_path / "run") == ("finished", "")
     assert m["test_top1"] == ref["test_top1"] and m["test_loss"] == ref["test_loss"]
     assert rows(tmp_path / "run") == rows(tmp_path / "ref")
 
@@ -156,6 +160,8 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(fake_data, tmp_pat
         lambda mod, inp, out: out * float("nan") if t.state.epoch >= 1 else out)
     with pytest.raises(TrainingError, match="became nan in epoch 2.*epoch 1"):
         fit_in(t, tmp_path / "run")
+    state, message = run_state(tmp_path / "run")  # recorded by the run folder
+    assert state == "failed" and "became nan in epoch 2" in message
     last = load_checkpoint(tmp_path / "run" / "last.pt")
     assert last["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values()

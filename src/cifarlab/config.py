@@ -141,6 +141,10 @@ class Config:
     seed: int = _f(0, "random seed (weights, data order, augmentation)")
     run_dir: str | None = _f(None, "run folder (default: runs/<timestamp>-<preset>)")
     report: bool = _f(True, "write report.html and its pictures into the run folder at the end")
+    tensorboard: bool = _f(False, "write TensorBoard event files to RUN_DIR/tensorboard "
+                           "(pip install 'cifarlab[tensorboard]')")
+    log_every: int = _f(50, "--tensorboard: log the loss and learning rate every this many "
+                        "steps")
     preset: str = _f("fast", "named preset the run started from (see `cifarlab presets`)")
 
     def validate(self) -> Config:
@@ -165,6 +169,7 @@ class Config:
             (self.micro_batch is None or self.micro_batch >= 2,
              "micro_batch must be at least 2 (BatchNorm needs two images)"),
             (self.eval_batch_size >= 1, "eval_batch_size must be at least 1"),
+            (self.log_every >= 1, "log_every must be at least 1"),
             (self.lr > 0, "lr must be greater than 0"),
             (self.weight_decay >= 0, "weight_decay must be 0 or more"),
             (0 <= self.momentum < 1, "momentum must be in [0, 1)"),

@@ -57,7 +57,8 @@ def plot_curves(rows: Sequence[dict]) -> Figure:
     return fig
 
 
-def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str]) -> Figure:
+def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str],
+                   split: str = "test") -> Figure:
     """Rows: true class, columns: predicted. Colour is the share of the row, text the count."""
     counts = np.asarray(confusion)
     share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
@@ -74,15 +75,15 @@ def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str]) -
             for j in range(n):
                 ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=10,
                         color="white" if share[i, j] > 0.5 else "black")
-    ax.set(xlabel="predicted class", ylabel="true class", title="confusion matrix (test set)")
+    ax.set(xlabel="predicted class", ylabel="true class", title=f"confusion matrix ({split} set)")
     return fig
 
 
-def plot_per_class(per_class: dict[str, float | None]) -> Figure:
+def plot_per_class(per_class: dict[str, float | None], split: str = "test") -> Figure:
     """Horizontal bars, worst class in red; with many classes only the 10 worst and 10 best."""
     items, worst_class, title = shown_classes(per_class)
     items = [(c, a) for c, a in items if a is not None]
-    title = f"per-class {title} (test set)"
+    title = f"per-class {title} ({split} set)"
     worst = per_class[worst_class]
     names, accs = [c for c, _ in items], [a for _, a in items]
     fig = Figure(figsize=(9, 0.45 * len(items) + 1.5), layout="constrained")
@@ -97,13 +98,14 @@ def plot_per_class(per_class: dict[str, float | None]) -> Figure:
 
 
 def plot_predictions(images: np.ndarray, labels: np.ndarray, preds: np.ndarray,
-                     classes: Sequence[str], rows: int = 8, cols: int = 8) -> Figure:
+                     classes: Sequence[str], rows: int = 8, cols: int = 8,
+                     split: str = "test") -> Figure:
     """A grid of test images titled "true → predicted"; wrong ones red and framed in red."""
     fig = Figure(figsize=(1.6 * cols, 1.85 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     wrong = int((labels[:rows * cols] != preds[:rows * cols]).sum())
-    fig.suptitle(f"first {rows * cols} test images: true → predicted ({wrong} wrong, in red)",
-                 fontsize=14)
+    fig.suptitle(f"first {rows * cols} {split} images: true → predicted ({wrong} wrong, in "
+                 f"red)", fontsize=14)
     for ax, img, y, p in zip(axes, images, labels, preds, strict=False):
         ok = y == p
         ax.imshow(_thumb(img), interpolation="nearest")
@@ -115,7 +117,8 @@ def plot_predictions(images: np.ndarray, labels: np.ndarray, preds: np.ndarray,
 
 
 def plot_mistakes(images: np.ndarray, labels: np.ndarray, probs: np.ndarray,
-                  classes: Sequence[str], count: int = 24, cols: int = 6) -> Figure:
+                  classes: Sequence[str], count: int = 24, cols: int = 6,
+                  split: str = "test") -> Figure:
     """The most confidently wrong images: highest predicted probability among the errors."""
     preds = probs.argmax(1)
     wrong = np.flatnonzero(preds != labels)
@@ -123,7 +126,7 @@ def plot_mistakes(images: np.ndarray, labels: np.ndarray, probs: np.ndarray,
     rows = max(1, -(-len(wrong) // cols))
     fig = Figure(figsize=(2.1 * cols, 2.5 * rows), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    fig.suptitle(f"the {len(wrong)} most confidently wrong test images", fontsize=14)
+    fig.suptitle(f"the {len(wrong)} most confidently wrong {split} images", fontsize=14)
     for ax, i in zip(axes, wrong, strict=False):
         ax.imshow(_thumb(images[i]), interpolation="nearest")
         ax.set_title(f"true: {classes[labels[i]]}\npredicted: {classes[preds[i]]} "
@@ -144,3 +147,75 @@ def _frame(ax, color: str | None) -> None:
         if color:
             spine.set_color(color)
             spine.set_linewidth(3)
+
+
+# --- runs side by side (`cifarlab compare`) ------------------------------------------------
+
+def plot_compare_curves(runs: Sequence[tuple[str, Sequence[dict]]]) -> Figure:
+    """Validation accuracy and loss of several runs overlaid, per epoch and per second of
+    training (the training set's where a run has no validation split)."""
+    fig = Figure(figsize=(13, 8), layout="constrained")
+    axes = fig.subplots(2, 2)
+    for name, rows in runs:
+        def column(key: str, rows: Sequence[dict] = rows) -> np.ndarray:
+            return np.array([np.nan if r.get(key) in (None, "") else float(r[key])
+                             for r in rows])
+
+        split = "val" if not np.isnan(column("val_acc")).all() else "train"
+        label = name if split == "val" else f"{name} (train: no validation split)"
+        for row, (key, what) in enumerate((("acc", "accuracy (%)"), ("loss", "loss"))):
+            for col, x_key in enumerate(("epoch", "elapsed_seconds")):
+                ax = axes[row, col]
+                ax.plot(column(x_key), column(f"{split}_{key}"), "o-", label=label)
+                ax.set(title=f"validation {what}",
+                       xlabel="epoch" if col == 0 else "training time (s)")
+    for ax in axes.ravel():
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9)
+    axes[0, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[1, 0].xaxis.set_major_locator(MaxNLocator(integer=True))
+    return fig
+
+
+def plot_compare_per_class(names: Sequence[str], per_class: Sequence[dict[str, float | None]]
+                           ) -> Figure:
+    """Per-class accuracy of each run as grouped horizontal bars (the first 20 classes)."""
+    classes = list(per_class[0])[:MANY_CLASSES]
+    fig = Figure(figsize=(10, 0.5 * len(classes) * max(1, len(names) / 2) + 1.5),
+                 layout="constrained")
+    ax = fig.subplots()
+    height = 0.8 / len(names)
+    for k, (name, accs) in enumerate(zip(names, per_class, strict=True)):
+        ys = np.arange(len(classes)) + k * height
+        ax.barh(ys, [accs.get(c) or 0.0 for c in classes], height, label=name)
+    ax.set_yticks(np.arange(len(classes)) + 0.4 - height / 2, classes)
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 100), xlabel="accuracy (%)", title="per-class accuracy")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=9)
+    return fig
+
+
+def plot_confusion_change(before: Sequence[Sequence[int]], after: Sequence[Sequence[int]],
+                          classes: Sequence[str], names: Sequence[str]) -> Figure:
+    """The second run's confusion matrix minus the first's: on the diagonal, more right
+    (green); off it, more of that mistake (red)."""
+    change = np.asarray(after) - np.asarray(before)
+    n = len(classes)
+    signed = np.where(np.eye(n, dtype=bool), change, -change)  # positive = better
+    limit = max(1, int(np.abs(change).max()))
+    size = max(7.0, 0.75 * n) if n <= MANY_CLASSES else 14.0
+    fig = Figure(figsize=(size + 1.5, size), layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(signed, cmap="RdYlGn", vmin=-limit, vmax=limit)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="better (green) or worse (red), images")
+    if n <= MANY_CLASSES:
+        ax.set_xticks(range(n), classes, rotation=45, ha="right")
+        ax.set_yticks(range(n), classes)
+        for i in range(n):
+            for j in range(n):
+                if change[i, j]:
+                    ax.text(j, i, f"{change[i, j]:+d}", ha="center", va="center", fontsize=9)
+    ax.set(xlabel="predicted class", ylabel="true class",
+           title=f"confusion matrix: {names[1]} minus {names[0]}")
+    return fig

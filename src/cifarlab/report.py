@@ -32,6 +32,19 @@ PICTURES = {
 }
 
 
+PAGE_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1150px;
+       padding: 0 1rem; color: #222; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; }
+th, td { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; }
+table.kv th { background: #f5f5f5; }
+tr.worst td { color: #c62828; font-weight: bold; }
+.cols { display: flex; gap: 2rem; flex-wrap: wrap; }
+figure { margin: 1.5rem 0; } figcaption { font-weight: bold; margin-bottom: 0.5rem; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
+"""  # report.html's and compare.html's
+
+
 def read_rows(run_dir: Path) -> list[dict[str, str]]:
     path = run_dir / "metrics.csv"
     if not path.is_file():
@@ -76,13 +89,14 @@ def write_report(run_dir: str | os.PathLike, images: torch.Tensor, labels: torch
 
 def _draw(run_dir: Path, rows: list[dict], metrics: dict[str, Any], images: np.ndarray,
           labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Path]:
+    split = "test" if metrics.get("split", "test") == "test" else "validation"
     figures = {
         "curves.png": plots.plot_curves(rows) if rows else None,
-        "confusion.png": plots.plot_confusion(metrics["confusion"], classes),
-        "per_class.png": plots.plot_per_class(metrics["per_class"]),
+        "confusion.png": plots.plot_confusion(metrics["confusion"], classes, split),
+        "per_class.png": plots.plot_per_class(metrics["per_class"], split),
         "predictions.png": plots.plot_predictions(images[:64], labels[:64],
-                                                  probs[:64].argmax(1), classes),
-        "mistakes.png": plots.plot_mistakes(images, labels, probs, classes),
+                                                  probs[:64].argmax(1), classes, split=split),
+        "mistakes.png": plots.plot_mistakes(images, labels, probs, classes, split=split),
     }
     return {name: plots.save_png(fig, run_dir / name)
             for name, fig in figures.items() if fig is not None}
@@ -105,7 +119,7 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _table(rows: list[tuple[str, Any]]) -> str:
+def html_table(rows: list[tuple[str, Any]]) -> str:
     body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
                    for k, v in rows)
     return f"<table class='kv'>{body}</table>"
@@ -148,7 +162,7 @@ def _pairs_table(metrics: dict[str, Any]) -> str:
             f"<th>share of the true class</th></tr>{body}</table>")
 
 
-def _img(path: Path, alt: str) -> str:
+def embed_png(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f"<img src='data:image/png;base64,{data}' alt='{html.escape(alt)}'>"
 
@@ -161,7 +175,8 @@ def render_html(run_dir: Path, metrics: dict[str, Any], rows: list[dict],
     split = "test" if metrics.get("split", "test") == "test" else "validation"
     captions = {name: PICTURES[name].replace("test", split) for name in pictures}
     figures = "".join(f"<figure><figcaption>{captions[name]}</figcaption>"
-                      f"{_img(path, captions[name])}</figure>" for name, path in pictures.items())
+                      f"{embed_png(path, captions[name])}</figure>"
+                      for name, path in pictures.items())
     honesty = ("Test accuracy is measured once, on weights chosen without the test set." if
                split == "test" else "No test set: these are validation figures, and the same "
                "validation split chose the weights, so they are optimistic.")
@@ -171,23 +186,13 @@ def render_html(run_dir: Path, metrics: dict[str, Any], rows: list[dict],
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1150px;
-       padding: 0 1rem; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.5rem 0 1.5rem; }}
-th, td {{ border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; }}
-table.kv th {{ background: #f5f5f5; }}
-tr.worst td {{ color: #c62828; font-weight: bold; }}
-.cols {{ display: flex; gap: 2rem; flex-wrap: wrap; }}
-figure {{ margin: 1.5rem 0; }} figcaption {{ font-weight: bold; margin-bottom: 0.5rem; }}
-img {{ max-width: 100%; height: auto; border: 1px solid #eee; }}
-</style></head><body>
+<style>{PAGE_STYLE}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>{html.escape(config.get("dataset", "?"))}, model {html.escape(str(config.get("model", "?")))},
 preset {html.escape(str(config.get("preset", "?")))}, seed {config.get("seed", "?")}.
 {honesty}
 Report written {datetime.now():%Y-%m-%d %H:%M}.</p>
-{_table(_summary(metrics, saved) + [("test-time augmentation", config.get("tta", "none"))])}
+{html_table(_summary(metrics, saved) + [("test-time augmentation", config.get("tta", "none"))])}
 <div class="cols">
 <div><h2>Per class (worst first)</h2>{_per_class_table(metrics)}</div>
 <div><h2>Most confused pairs</h2>{_pairs_table(metrics)}</div>
@@ -195,6 +200,6 @@ Report written {datetime.now():%Y-%m-%d %H:%M}.</p>
 <h2>Pictures</h2>
 {figures}
 <h2>Configuration</h2>
-{_table(config_rows)}
+{html_table(config_rows)}
 </body></html>
 """

@@ -1,6 +1,7 @@
 """The run folder and what keeps it safe: everything written into it (`RunFolder`), one process
-per folder (a lock file holding the owner's pid), a clean stop on Ctrl-C / SIGTERM, and the
-random-number state a resumed run needs to continue exactly where it stopped."""
+per folder (a lock file holding the owner's pid), a clean stop on Ctrl-C / SIGTERM, where a run
+stands (`TrainState`) and the random-number state a resumed run needs to continue exactly where
+it stopped."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from cifarlab.config import Config
 from cifarlab.errors import CifarlabError
 from cifarlab.files import publish_text
 from cifarlab.progress import MetricsCSV, RunLog
+from cifarlab.tensorboard_log import TensorBoardLog
 
 
 class TrainingInterrupted(CifarlabError):
@@ -35,10 +38,47 @@ class TrainingInterrupted(CifarlabError):
         self.exit_code = 128 + signum
 
 
+@dataclass
+class TrainState:
+    """Progress: saved in last.pt every epoch, restored on resume."""
+
+    epoch: int = 0  # finished epochs
+    best_score: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0  # epochs since the best, for early stopping
+    early_stopped: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)  # metrics.csv's rows
+    elapsed: float = 0.0  # training seconds of the processes before this one
+    partial: dict[str, Any] | None = None  # this process's part of an epoch a signal stopped
+
+    def record(self, row: dict[str, Any], has_val: bool, patience: int | None) -> bool:
+        """Add a finished epoch; whether it is the best so far. Without a validation split
+        the last epoch is the chosen one: never the test set."""
+        self.epoch = row["epoch"]
+        self.history.append(row)
+        score = row["val_acc"] if has_val else float(row["epoch"])
+        improved = score > self.best_score
+        if improved:
+            self.best_score, self.best_epoch, self.bad_epochs = score, row["epoch"], 0
+        else:
+            self.bad_epochs += 1
+        self.early_stopped = bool(has_val and patience and self.bad_epochs >= patience)
+        return improved
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "partial"}  # partial: per rank
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for f in fields(self):
+            if f.name != "partial":
+                setattr(self, f.name, state[f.name])
+
+
 class RunFolder:
     """One run's folder and all that is written into it: the lock, config.json, train.log,
-    metrics.csv, best.pt / last.pt and metrics.json. With `enabled=False` (every torchrun
-    process but rank 0) it writes nothing. Open it with `with`: the lock is held inside."""
+    metrics.csv, best.pt / last.pt, metrics.json and, when the run ends, state.json. With
+    `enabled=False` (every torchrun process but rank 0) it writes nothing. Open it with
+    `with`: the lock is held inside."""
 
     def __init__(self, path: str | os.PathLike, quiet: bool = False, enabled: bool = True):
         self.path = Path(path)
@@ -46,14 +86,40 @@ class RunFolder:
         self.lock = RunLock(self.path)
         self.log = RunLog(self.path / "train.log", quiet, enabled)
         self.csv: MetricsCSV | None = None
+        self.tensorboard: TensorBoardLog | None = None
 
     def __enter__(self) -> RunFolder:
         if self.enabled:
             self.lock.acquire()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.lock.release()
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> None:
+        try:
+            if self.enabled and self.lock.held:
+                self.write_state(exc)
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+            self.lock.release()
+
+    def write_state(self, exc: BaseException | None) -> None:
+        """state.json, how the run ended: finished (metrics.json written), stopped (resumable:
+        a signal, a second Ctrl-C), pruned (a search stopped it) or failed (the error)."""
+        name = type(exc).__name__ if exc is not None else ""
+        if exc is None:
+            state = "finished" if (self.path / "metrics.json").exists() else "failed"
+        elif isinstance(exc, (TrainingInterrupted, KeyboardInterrupt)):
+            state = "stopped"
+        else:
+            state = "pruned" if name == "TrialPruned" else "failed"
+        info: dict[str, Any] = {"state": state, "ended": datetime.now().isoformat("T", "seconds")}
+        if exc is not None:
+            info["message"] = (str(exc).strip().splitlines() or [name])[0]
+        if state == "stopped" and self.last.is_file():
+            info["resume"] = f"cifarlab train --resume {self.path}"
+        # On a full disk the run's own error says more than this file could.
+        with contextlib.suppress(OSError):
+            publish_text(self.path / "state.json", json.dumps(info, indent=2) + "\n")
 
     @property
     def last(self) -> Path:
@@ -76,9 +142,22 @@ class RunFolder:
         """metrics.csv from the rows a resumed run already has."""
         self.csv = MetricsCSV(self.path / "metrics.csv", rows, enabled=self.enabled)
 
-    def add_row(self, row: dict[str, Any]) -> None:
+    def open_tensorboard(self, done: int) -> None:
+        """Event files of a run that has taken `done` steps: what a killed run wrote for any
+        later step is dropped."""
+        if self.enabled:
+            self.tensorboard = TensorBoardLog(self.path, purge_step=done + 1 if done else 0)
+
+    def add_row(self, row: dict[str, Any], step: int) -> None:
+        """An epoch's row: metrics.csv, and TensorBoard at global step `step`."""
         assert self.csv is not None, "start_metrics first"
         self.csv.add(row)
+        if self.tensorboard is not None:
+            self.tensorboard.epoch(row, step)
+
+    def log_step(self, step: int, loss: float, lr: float) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.step(step, loss, lr)
 
     def save(self, name: str, model: nn.Module, cfg: Config, classes: list[str],
              **extra: Any) -> None:
@@ -118,7 +197,7 @@ def make_run_dir(run_dir: str | None, preset: str) -> Path:
     return path
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -144,7 +223,7 @@ class RunLock:
             except FileExistsError:
                 owner = self.path.read_text().split() if self.path.exists() else []
                 pid, host = (int(owner[0]), owner[1]) if len(owner) == 2 else (0, "?")
-                if host == socket.gethostname() and pid and not _alive(pid):
+                if host == socket.gethostname() and pid and not process_alive(pid):
                     self.path.unlink(missing_ok=True)  # stale: its process is gone
                     continue
                 raise CifarlabError(

@@ -13,7 +13,6 @@ import math
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import torch
@@ -32,51 +31,20 @@ from cifarlab.inference import Classifier, predict_logits, resize
 from cifarlab.networks import build_networks
 from cifarlab.optim import build_optimizer, build_scheduler
 from cifarlab.progress import epoch_bar, epoch_line
-from cifarlab.runs import RunFolder, StopRequest, TrainingInterrupted, rng_state, set_rng_state
+from cifarlab.runs import (
+    RunFolder,
+    StopRequest,
+    TrainingInterrupted,
+    TrainState,
+    rng_state,
+    set_rng_state,
+)
 from cifarlab.runtime import amp_dtype, autocast, resolve_device, use_channels_last
 from cifarlab.version import __version__
 
 
 class TrainingError(CifarlabError):
     """Training cannot go on (e.g. the loss diverged)."""
-
-
-# --- where a run stands -------------------------------------------------------------------
-
-@dataclass
-class TrainState:
-    """Progress: saved in last.pt every epoch, restored on resume."""
-
-    epoch: int = 0  # finished epochs
-    best_score: float = -1.0
-    best_epoch: int = 0
-    bad_epochs: int = 0  # epochs since the best, for early stopping
-    early_stopped: bool = False
-    history: list[dict[str, Any]] = field(default_factory=list)  # metrics.csv's rows
-    elapsed: float = 0.0  # training seconds of the processes before this one
-    partial: dict[str, Any] | None = None  # this process's part of an epoch a signal stopped
-
-    def record(self, row: dict[str, Any], has_val: bool, patience: int | None) -> bool:
-        """Add a finished epoch; whether it is the best so far. Without a validation split
-        the last epoch is the chosen one: never the test set."""
-        self.epoch = row["epoch"]
-        self.history.append(row)
-        score = row["val_acc"] if has_val else float(row["epoch"])
-        improved = score > self.best_score
-        if improved:
-            self.best_score, self.best_epoch, self.bad_epochs = score, row["epoch"], 0
-        else:
-            self.bad_epochs += 1
-        self.early_stopped = bool(has_val and patience and self.bad_epochs >= patience)
-        return improved
-
-    def state_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "partial"}  # partial: per rank
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for f in fields(self):
-            if f.name != "partial":
-                setattr(self, f.name, state[f.name])
 
 
 # --- the trainer --------------------------------------------------------------------------
@@ -224,9 +192,11 @@ class Trainer:
                 "no test set (no test/ folder): validation only")
         log(f"{cfg.dataset}: {len(self.data.train_images)} train, {len(self.data.val_images)} "
             f"val images, {test}  ->  {folder.path}")
-        if self.state.epoch or self.state.partial:
-            where = f" at step {self.state.partial['step']}" if self.state.partial else ""
-            log(f"resuming after epoch {self.state.epoch}{where}")
+        step = self.state.partial["step"] if self.state.partial else 0
+        if self.state.epoch or step:
+            log(f"resuming after epoch {self.state.epoch}" + (f" at step {step}" if step else ""))
+        if cfg.tensorboard:
+            folder.open_tensorboard(self.state.epoch * self.steps_per_epoch + step)
         with self.stop.active():
             for epoch in range(self.state.epoch + 1, cfg.epochs + 1):
                 if self.state.early_stopped:
@@ -250,8 +220,8 @@ class Trainer:
         if self.state.record(row, self.has_val, cfg.patience):
             folder.save("best.pt", self.nets.eval_model, cfg, self.classes, epoch=epoch,
                         val_acc=row["val_acc"])
-        self.save_last()
-        folder.add_row(row)
+        folder.add_row(row, epoch * self.steps_per_epoch)  # before last.pt: a redone epoch
+        self.save_last()                                   # rewrites its events
         eta = row["elapsed_seconds"] / epoch * (cfg.epochs - epoch)
         folder.log(epoch_line(row, cfg.epochs, eta))
         if self.on_epoch_end is not None:  # e.g. a tuning trial reports and may prune
@@ -302,6 +272,9 @@ class Trainer:
                 total_loss += loss.detach() * len(y)
                 correct += (logits.argmax(1) == y).sum()
                 seen += len(y)
+                done = (epoch - 1) * self.steps_per_epoch + step + 1  # steps of the run so far
+                if cfg.tensorboard and done % cfg.log_every == 0:
+                    self.folder.log_step(done, loss.item(), self.optimizer.param_groups[0]["lr"])
                 bar.update()
         count = torch.tensor(float(seen), device=self.device)
         self.dist.sum_(total_loss, correct, count)

@@ -133,6 +133,9 @@ def report(trainer: Trainer, folder: RunFolder, metrics: dict[str, Any],
         f"chosen weights ({chosen}); trained in {format_duration(metrics['train_seconds'])}")
     log(format_per_class(metrics))
     saved = "best.pt, last.pt, metrics.json, metrics.csv"
+    if folder.tensorboard is not None:
+        log_final_to_tensorboard(trainer, folder, metrics, logits)
+        saved += ", tensorboard/"
     if trainer.cfg.report:
         from cifarlab.report import PICTURES, write_report  # matplotlib: only when drawing
 
@@ -144,3 +147,19 @@ def report(trainer: Trainer, folder: RunFolder, metrics: dict[str, Any],
             log(f"report not written ({type(e).__name__}: {e}); "
                 f"retry with: cifarlab report {folder.path}")
     log(f"saved {folder.path}/{saved}")
+
+
+def log_final_to_tensorboard(trainer: Trainer, folder: RunFolder, metrics: dict[str, Any],
+                             logits: torch.Tensor) -> None:
+    """The evaluation with the settings, the confusion matrix and the prediction grid."""
+    from cifarlab import plots
+
+    split = metrics["evaluated_on"]
+    images, labels = trainer.split(split)
+    preds = logits.argmax(1).cpu().numpy()
+    figures = {"confusion": plots.plot_confusion(metrics["confusion"], trainer.classes, split),
+               "predictions": plots.plot_predictions(images[:64].cpu().numpy(),
+                                                     labels[:64].cpu().numpy(), preds[:64],
+                                                     trainer.classes, split=split)}
+    folder.tensorboard.final(trainer.cfg.to_dict(), metrics, figures,
+                             trainer.state.epoch * trainer.steps_per_epoch)

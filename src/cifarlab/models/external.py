@@ -112,11 +112,13 @@ def _create_timm(arch: str, num_classes: int, pretrained: bool,
         from huggingface_hub import constants
 
         cfg = timm.models.get_pretrained_cfg(arch)
-        where = getattr(cfg, "hf_hub_id", None) or getattr(cfg, "url", None) or "its source"
-        raise ModelError(f"cannot fetch the pretrained weights of timm:{arch} from {where} "
-                         f"({type(e).__name__}); without network, put that repository's files "
-                         f"in the Hugging Face cache ({constants.HF_HUB_CACHE}), or pass "
-                         f"--weights PATH") from None
+        repo = getattr(cfg, "hf_hub_id", None)
+        url = (f"https://huggingface.co/{repo}/resolve/main/model.safetensors" if repo
+               else getattr(cfg, "url", None) or "its weights file")
+        raise ModelError(f"cannot fetch the pretrained weights of timm:{arch} from "
+                         f"{repo or url} ({type(e).__name__}); without network, fill the "
+                         f"Hugging Face cache ({constants.HF_HUB_CACHE}) on a machine with "
+                         f"network, or download {url} and pass --weights PATH") from None
 
 
 def find_head(model: nn.Module, num_classes: int) -> str:

@@ -1,0 +1,167 @@
+"""`cifarlab runs`: the runs under a folder, one row each — what was trained, how well, and how
+it ended (state.json, written by the run folder when a run ends; a live lock means running).
+Tuning studies (RUNS/tune/STUDY/) are one row each, their trials with `expand`. A folder that is
+not a run is skipped; a run whose files cannot be read is listed as damaged."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cifarlab.runs import process_alive
+
+COLUMNS = ("name", "dataset", "preset", "model", "epochs", "best_val", "test_top1",
+           "train_time", "date", "state")
+RUN_FILES = ("config.json", "state.json", "metrics.csv")  # any of them: a run folder
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The file's object, None if absent; ValueError if it cannot be read as one."""
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name} is not an object")
+    return data
+
+
+def run_state(path: Path) -> tuple[str, str]:
+    """(state, detail): running (a live lock), else what state.json says, else finished when
+    metrics.json exists, else "stopped or failed" (a run of an older cifarlab, or killed)."""
+    lock = path / "lock"
+    if lock.exists():
+        owner = lock.read_text().split()
+        if len(owner) == 2 and owner[1] != socket.gethostname():
+            return "running", f"on {owner[1]}"
+        if len(owner) == 2 and owner[0].isdigit() and process_alive(int(owner[0])):
+            return "running", f"process {owner[0]}"
+    state = _read_json(path / "state.json") or {}
+    resume = f"cifarlab train --resume {path}" if (path / "last.pt").is_file() else ""
+    if state.get("state") in ("finished", "stopped", "failed", "pruned"):
+        detail = state.get("resume", "") if state["state"] == "stopped" else state.get(
+            "message", "")
+        return state["state"], detail
+    if (path / "metrics.json").exists():
+        return "finished", ""
+    return "stopped or failed", resume
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _num(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def run_row(path: Path, name: str | None = None) -> dict[str, Any]:
+    """One run folder's row (see COLUMNS), plus `path` and `detail`."""
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    row.update(name=name or path.name, path=str(path), detail="")
+    try:
+        config = _read_json(path / "config.json") or {}
+        metrics = _read_json(path / "metrics.json") or {}
+        epochs = _csv_rows(path / "metrics.csv")
+        row["state"], row["detail"] = run_state(path)
+    except (OSError, ValueError, csv.Error) as e:
+        row.update(state="damaged", detail=f"{type(e).__name__}: {e}")
+        return row
+    vals = [v for v in (_num(r.get("val_acc")) for r in epochs) if v is not None]
+    started = next((p for p in (path / "config.json", path / "train.log") if p.exists()), path)
+    row.update(
+        dataset=config.get("dataset"), preset=config.get("preset"), model=config.get("model"),
+        epochs=f"{len(epochs)}/{config['epochs']}" if "epochs" in config else len(epochs),
+        best_val=max(vals) if vals else None,
+        test_top1=metrics.get("test_top1"),
+        train_time=metrics.get("train_seconds") or (_num(epochs[-1].get("elapsed_seconds"))
+                                                    if epochs else None),
+        date=datetime.fromtimestamp(started.stat().st_mtime).strftime("%Y-%m-%d %H:%M"))
+    return row
+
+
+def is_run(path: Path) -> bool:
+    return any((path / f).exists() for f in RUN_FILES)
+
+
+def is_study(path: Path) -> bool:
+    return (path / "tune.json").exists() or (path / "study.db").exists() or any(
+        p.is_dir() and p.name.startswith("trial-") for p in path.iterdir())
+
+
+def study_rows(path: Path, prefix: str, expand: bool) -> list[dict[str, Any]]:
+    """A tuning study: one row, its best trial's figures (validation picks it), or with
+    `expand` one row per trial too."""
+    trials = [run_row(p, f"{prefix}{path.name}/{p.name}") for p in sorted(path.iterdir())
+              if p.is_dir() and is_run(p)]
+    try:
+        summary = _read_json(path / "tune.json") or {}
+    except (OSError, ValueError):
+        summary = {}
+    scored = [t for t in trials if t["best_val"] is not None]
+    best = max(scored, key=lambda t: t["best_val"]) if scored else (trials[0] if trials else {})
+    row = {**dict.fromkeys(COLUMNS), **{k: best.get(k) for k in COLUMNS}}
+    states = [t["state"] for t in trials]
+    counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
+    row.update(name=f"{prefix}{path.name}", path=str(path), test_top1=summary.get("test_top1"),
+               epochs=f"{len(trials)} trials", state="study",
+               detail=f"{counts}; best {best.get('name', '-')}")
+    return [row] + (trials if expand else [])
+
+
+def list_runs(root: str | os.PathLike = "runs", expand: bool = False) -> list[dict[str, Any]]:
+    """Rows for the runs and studies under `root` (and one level of plain folders below it,
+    such as runs/tune/)."""
+    root = Path(root)
+    rows: list[dict[str, Any]] = []
+
+    def visit(folder: Path, prefix: str, depth: int) -> None:
+        for p in sorted(q for q in folder.iterdir() if q.is_dir()):
+            if is_run(p):
+                rows.append(run_row(p, prefix + p.name))
+            elif is_study(p):
+                rows.extend(study_rows(p, prefix, expand))
+            elif depth < 2:
+                visit(p, f"{prefix}{p.name}/", depth + 1)
+
+    if root.is_dir():
+        visit(root, "", 1)
+    return rows
+
+
+def sort_rows(rows: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
+    """By `column`: numbers high to low, text A to Z, empty cells last."""
+    numeric = column in ("best_val", "test_top1", "train_time")
+    filled = [r for r in rows if r.get(column) is not None]
+    empty = [r for r in rows if r.get(column) is None]
+    return sorted(filled, key=lambda r: r[column], reverse=numeric) + empty
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    def cell(key: str, value: Any) -> str:
+        if value is None:
+            return "-"
+        if key in ("best_val", "test_top1"):
+            return f"{value:.2f}%"
+        if key == "train_time":
+            return f"{value / 60:.1f} min"
+        return str(value)
+
+    table = [list(COLUMNS)] + [[cell(k, r.get(k)) for k in COLUMNS] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS))]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
+             for line in table]
+    notes = [f"  {r['name']}: {r['detail']}" for r in rows
+             if r.get("detail") and r["state"] in ("stopped", "stopped or failed", "failed",
+                                                   "damaged")]
+    return "\n".join(lines + (["", *notes] if notes else []))

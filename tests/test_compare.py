@@ -1,0 +1,74 @@
+"""`cifarlab compare`: runs side by side in one page, refused when they cannot be compared."""
+
+import json
+import re
+import shutil
+
+import pytest
+
+from cifarlab import train
+from cifarlab.cli import main
+from cifarlab.compare import class_changes, compare_runs, differing_settings, load_run
+from conftest import TINY, images_in_chromium, needs_chromium
+
+
+@pytest.fixture(scope="module")
+def other_run(tmp_path_factory):
+    """A second finished TINY run on the same fake data as `trained_run`, other settings."""
+    from conftest import write_fake_cifar
+
+    root = tmp_path_factory.mktemp("other")
+    write_fake_cifar(root / "data")
+    train(data_dir=str(root / "data"), run_dir=str(root / "run"), quiet=True,
+          **{**TINY, "epochs": 2, "lr": 0.02, "label_smoothing": 0.1})
+    return root / "run"
+
+
+def test_two_runs_side_by_side(trained_run, other_run, tmp_path):
+    out = compare_runs([trained_run, other_run], tmp_path / "c.html")
+    page = out.read_text()
+    a, b = (json.loads((r / "metrics.json").read_text()) for r in (trained_run, other_run))
+    assert f"{b['test_top1'] - a['test_top1']:+.2f}" in page  # the change in top-1
+    settings = dict(differing_settings([load_run(trained_run), load_run(other_run)]))
+    assert settings["lr"] == [TINY["lr"], 0.02] and settings["epochs"] == [3, 2]
+    assert "run_dir" not in settings and "data_dir" in settings
+    assert page.count("<img") == 3 and "Change in the confusion matrix" in page
+    gained, lost = class_changes([load_run(trained_run), load_run(other_run)])
+    change = {c: b["per_class"][c] - a["per_class"][c] for c in a["per_class"]}
+    assert gained[0][3] == max(change.values()) and lost[0][3] == min(change.values())
+
+
+def test_three_runs_have_no_confusion_change(trained_run, other_run, tmp_path, capsys):
+    third = tmp_path / "third"
+    shutil.copytree(trained_run, third)
+    assert main(["compare", str(trained_run), str(other_run), str(third), "-o",
+                 str(tmp_path / "c.html")]) == 0
+    page = (tmp_path / "c.html").read_text()
+    assert page.count("<img") == 2 and len(re.findall(r"<tr><td>third", page)) == 1
+
+
+def test_runs_that_cannot_be_compared_are_refused(trained_run, tmp_path, capsys):
+    other = tmp_path / "c100"
+    shutil.copytree(trained_run, other)
+    config = json.loads((other / "config.json").read_text())
+    metrics = json.loads((other / "metrics.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "dataset": "cifar100"}))
+    (other / "metrics.json").write_text(json.dumps({**metrics, "classes": ["a"] * 100}))
+    assert main(["compare", str(trained_run), str(other)]) == 2
+    assert "compare runs of one dataset and one class list" in capsys.readouterr().err
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(trained_run, unfinished)
+    (unfinished / "metrics.json").unlink()
+    assert main(["compare", str(trained_run), str(unfinished)]) == 2
+    assert "has not finished" in capsys.readouterr().err
+    assert main(["compare", str(trained_run), str(tmp_path)]) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+    assert main(["compare", str(trained_run)]) == 2
+
+
+@needs_chromium
+def test_compare_page_loads_every_image_in_headless_chromium(trained_run, other_run, tmp_path):
+    page = compare_runs([trained_run, other_run], tmp_path / "c.html")
+    images = images_in_chromium(page, tmp_path / "page.png")
+    assert [i["alt"] for i in images] == ["curves.png", "per_class.png", "confusion_change.png"]
+    assert all(i["ok"] for i in images), images
