@@ -6,8 +6,9 @@ nearest-neighbour upscaling (3× or more at the default size) so every pixel sta
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -57,25 +58,38 @@ def plot_curves(rows: Sequence[dict]) -> Figure:
     return fig
 
 
-def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str],
-                   split: str = "test") -> Figure:
-    """Rows: true class, columns: predicted. Colour is the share of the row, text the count."""
-    counts = np.asarray(confusion)
-    share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+def _class_matrix(values: np.ndarray, classes: Sequence[str], cmap: str,
+                  limits: tuple[float, float], colour_label: str,
+                  cell_text: Callable[[int, int], tuple[str, str] | None]) -> tuple[Figure, Any]:
+    """A classes x classes picture (rows: true class, columns: predicted) with a colour bar;
+    `cell_text(i, j)` gives each cell's (text, colour), or None, up to MANY_CLASSES classes."""
     n = len(classes)
     size = max(7.0, 0.75 * n) if n <= MANY_CLASSES else 14.0
     fig = Figure(figsize=(size + 1.5, size), layout="constrained")
     ax = fig.subplots()
-    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    fig.colorbar(im, ax=ax, shrink=0.8, label="share of the true class")
+    im = ax.imshow(values, cmap=cmap, vmin=limits[0], vmax=limits[1])
+    fig.colorbar(im, ax=ax, shrink=0.8, label=colour_label)
     if n <= MANY_CLASSES:
         ax.set_xticks(range(n), classes, rotation=45, ha="right")
         ax.set_yticks(range(n), classes)
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=10,
-                        color="white" if share[i, j] > 0.5 else "black")
-    ax.set(xlabel="predicted class", ylabel="true class", title=f"confusion matrix ({split} set)")
+                if (text := cell_text(i, j)) is not None:
+                    ax.text(j, i, text[0], ha="center", va="center", fontsize=10,
+                            color=text[1])
+    ax.set(xlabel="predicted class", ylabel="true class")
+    return fig, ax
+
+
+def plot_confusion(confusion: Sequence[Sequence[int]], classes: Sequence[str],
+                   split: str = "test") -> Figure:
+    """Rows: true class, columns: predicted. Colour is the share of the row, text the count."""
+    counts = np.asarray(confusion)
+    share = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    fig, ax = _class_matrix(share, classes, "Blues", (0, 1), "share of the true class",
+                            lambda i, j: (str(counts[i, j]),
+                                          "white" if share[i, j] > 0.5 else "black"))
+    ax.set(title=f"confusion matrix ({split} set)")
     return fig
 
 
@@ -201,21 +215,10 @@ def plot_confusion_change(before: Sequence[Sequence[int]], after: Sequence[Seque
     """The second run's confusion matrix minus the first's: on the diagonal, more right
     (green); off it, more of that mistake (red)."""
     change = np.asarray(after) - np.asarray(before)
-    n = len(classes)
-    signed = np.where(np.eye(n, dtype=bool), change, -change)  # positive = better
+    signed = np.where(np.eye(len(classes), dtype=bool), change, -change)  # positive = better
     limit = max(1, int(np.abs(change).max()))
-    size = max(7.0, 0.75 * n) if n <= MANY_CLASSES else 14.0
-    fig = Figure(figsize=(size + 1.5, size), layout="constrained")
-    ax = fig.subplots()
-    im = ax.imshow(signed, cmap="RdYlGn", vmin=-limit, vmax=limit)
-    fig.colorbar(im, ax=ax, shrink=0.8, label="better (green) or worse (red), images")
-    if n <= MANY_CLASSES:
-        ax.set_xticks(range(n), classes, rotation=45, ha="right")
-        ax.set_yticks(range(n), classes)
-        for i in range(n):
-            for j in range(n):
-                if change[i, j]:
-                    ax.text(j, i, f"{change[i, j]:+d}", ha="center", va="center", fontsize=9)
-    ax.set(xlabel="predicted class", ylabel="true class",
-           title=f"confusion matrix: {names[1]} minus {names[0]}")
+    fig, ax = _class_matrix(signed, classes, "RdYlGn", (-limit, limit),
+                            "better (green) or worse (red), images",
+                            lambda i, j: (f"{change[i, j]:+d}", "black") if change[i, j] else None)
+    ax.set(title=f"confusion matrix: {names[1]} minus {names[0]}")
     return fig
