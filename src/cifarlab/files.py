@@ -22,7 +22,9 @@ def publishing(path: str | os.PathLike, error: type[CifarlabError] = CifarlabErr
     """Yield a temporary path to write; on success it replaces `path` in one rename. On a
     failure the temporary file is removed and `path` is left as it was."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    # One temporary name per process: processes publishing the same file (torchrun ranks
+    # filling one cache) each write their own, and the last rename wins, whole.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from cifarlab.data import CifarData, stratified_split
-from cifarlab.errors import DataError
+from cifarlab.errors import CifarlabError, DataError
 from cifarlab.files import publishing
 from cifarlab.images import image_extensions, load_image
 
@@ -126,10 +126,10 @@ def _write_cache(path: Path, decoded: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with publishing(path) as tmp:
             torch.save(decoded, tmp)
-    except OSError as e:  # a read-only home, a full disk: the next run decodes again
-        print(f"cifarlab: could not cache the decoded images in {path.parent} "
-              f"({e.strerror or e}); set CIFARLAB_CACHE_DIR to a writable folder",
-              file=sys.stderr)
+    except (OSError, CifarlabError) as e:  # a read-only home, a full disk: decoded next time
+        reason = getattr(e, "strerror", None) or str(e)
+        print(f"cifarlab: could not cache the decoded images in {path.parent} ({reason}); "
+              f"set CIFARLAB_CACHE_DIR to a writable folder", file=sys.stderr)
 
 
 def read_folder(root: str | os.PathLike, size: int) -> tuple[list[str], dict]:
