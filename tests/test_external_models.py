@@ -12,6 +12,7 @@ from torch import nn
 from cifarlab import train
 from cifarlab.config import IMAGENET_STATS, ConfigError, make_config
 from cifarlab.errors import ModelError
+from cifarlab.export import export_model
 from cifarlab.inference import load_model
 from cifarlab.models import create_model, find_head, list_source_models
 from cifarlab.trainer import Trainer
@@ -42,10 +43,11 @@ def test_another_librarys_model_trains_on_cifar_shaped_data(fake_data, tmp_path,
     x, y = trainer.data.train_images[:50], trainer.data.train_labels[:50]
     losses = [trainer.step(x, y, None, trainer.nets.train_model)[0].item() for _ in range(15)]
     assert max(losses[-3:]) < 0.5 * losses[0]  # gradients reach the weights: it fits a batch
-    metrics = train(**settings)  # and the whole run: train, checkpoint, test, reload
+    metrics = train(**settings)  # and the whole run: train, checkpoint, test, reload, export
     model = load_model(tmp_path / "run")
     assert model.net.get_submodule(find_head(model.net, 10)).weight.shape[0] == 10
     assert metrics["model"] == name and 0 <= metrics["test_top1"] <= 100
+    assert export_model(tmp_path / "run", "torchscript")["max_abs_diff"] < 1e-4
 
 
 def test_unknown_names_get_the_closest_ones():
