@@ -27,7 +27,7 @@ from tqdm import tqdm
 from cifarlab.data import CifarData, stratified_split
 from cifarlab.errors import CifarlabError, DataError
 from cifarlab.files import publishing
-from cifarlab.images import image_extensions, load_image
+from cifarlab.images import image_extensions, try_load_image
 
 SPLITS = ("train", "val", "test")
 VAL_SHARE = 0.1  # of train/, when there is no val/ and no --val-size
@@ -84,20 +84,13 @@ def cache_key(root: Path, files: dict[str, list[tuple[Path, int]]], size: int) -
     return h.hexdigest()[:32]
 
 
-def _decode(path: Path, size: int) -> tuple[np.ndarray | None, str | None]:
-    try:
-        return load_image(path, size), None
-    except ValueError as e:
-        return None, str(e)
-
-
 def decode(entries: list[tuple[Path, int]], size: int, split: str
            ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Images (N, 3, size, size) uint8 and labels of the readable files, decoded in threads
     (Pillow releases the GIL); the unreadable ones as "path: reason" lines."""
     workers = min(8, 2 * (os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:
-        results = list(tqdm(pool.map(lambda e: _decode(e[0], size), entries, chunksize=64),
+        results = list(tqdm(pool.map(lambda e: try_load_image(e[0], size), entries, chunksize=64),
                             total=len(entries), desc=f"decoding {split}", unit="img",
                             disable=None, leave=False))
     images = [arr for arr, _ in results if arr is not None]

@@ -62,3 +62,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         hi = arr.max() if arr.max() > 255 else 255.0
         return Image.fromarray((arr / hi * 255).round().astype(np.uint8)).convert("RGB")
     return img.convert("RGB")
+
+
+def try_load_image(path: str | os.PathLike, size: int = 32
+                   ) -> tuple[np.ndarray | None, str | None]:
+    """(image, None), or (None, the reason it cannot be read): for callers that go on."""
+    try:
+        return load_image(path, size), None
+    except ValueError as e:
+        return None, str(e)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cifarlab.images import image_extensions, load_image
+from cifarlab.images import image_extensions, try_load_image
 from cifarlab.inference import load_model, predict_logits
 from cifarlab.runtime import resolve_device
 
@@ -40,13 +40,6 @@ def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[tuple[str, str | N
     return out
 
 
-def _load(path: str, size: int) -> tuple[np.ndarray | None, str | None]:
-    try:
-        return load_image(path, size), None
-    except ValueError as e:
-        return None, str(e)
-
-
 def predict_files(checkpoint: str | os.PathLike, paths: Iterable[str | os.PathLike],
                   topk: int = 5, batch_size: int = 256, device: str = "auto",
                   tta: str | None = None, workers: int | None = None
@@ -60,7 +53,7 @@ def predict_files(checkpoint: str | os.PathLike, paths: Iterable[str | os.PathLi
     chunks = [entries[i:i + batch_size] for i in range(0, len(entries), batch_size)]
     with ThreadPoolExecutor(workers or min(4, os.cpu_count() or 1)) as pool:
         def decode(chunk: list[tuple[str, str | None]]) -> list:
-            return [pool.submit(_load, path, model.image_size) if error is None else None
+            return [pool.submit(try_load_image, path, model.image_size) if error is None else None
                     for path, error in chunk]
 
         # Decode the next chunk in the threads while the model classifies this one.

@@ -8,12 +8,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cifarlab.runs import process_alive
+from cifarlab.runs import RunLock
 
 COLUMNS = ("name", "dataset", "preset", "model", "epochs", "best_val", "test_top1",
            "train_time", "date", "state")
@@ -33,13 +32,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 def run_state(path: Path) -> tuple[str, str]:
     """(state, detail): running (a live lock), else what state.json says, else finished when
     metrics.json exists, else "stopped or failed" (a run of an older cifarlab, or killed)."""
-    lock = path / "lock"
-    if lock.exists():
-        owner = lock.read_text().split()
-        if len(owner) == 2 and owner[1] != socket.gethostname():
-            return "running", f"on {owner[1]}"
-        if len(owner) == 2 and owner[0].isdigit() and process_alive(int(owner[0])):
-            return "running", f"process {owner[0]}"
+    if (holder := RunLock(path).live_owner()) is not None:
+        return "running", holder
     state = _read_json(path / "state.json") or {}
     resume = f"cifarlab train --resume {path}" if (path / "last.pt").is_file() else ""
     if state.get("state") in ("finished", "stopped", "failed", "pruned"):

@@ -221,8 +221,7 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                owner = self.path.read_text().split() if self.path.exists() else []
-                pid, host = (int(owner[0]), owner[1]) if len(owner) == 2 else (0, "?")
+                pid, host = self.owner() or (0, "?")
                 if host == socket.gethostname() and pid and not process_alive(pid):
                     self.path.unlink(missing_ok=True)  # stale: its process is gone
                     continue
@@ -237,6 +236,22 @@ class RunLock:
             self.held = True
             return self
         raise CifarlabError(f"could not take the lock {self.path}; delete it and retry")
+
+    def owner(self) -> tuple[int, str] | None:
+        """(pid, host) written in the lock file; None without a readable one."""
+        try:
+            words = self.path.read_text().split()
+        except OSError:
+            return None
+        return (int(words[0]), words[1]) if len(words) == 2 and words[0].isdigit() else None
+
+    def live_owner(self) -> str | None:
+        """Who holds the folder now ("process PID", or "on HOST" for another machine), or
+        None when nobody does (no lock, or its process on this host is gone)."""
+        pid, host = self.owner() or (0, "")
+        if host and host != socket.gethostname():
+            return f"on {host}"
+        return f"process {pid}" if pid and process_alive(pid) else None
 
     def release(self) -> None:
         if self.held:
