@@ -66,7 +66,7 @@ def main() -> None:
             torch.manual_seed(0)
             model = create_model(cfg.model, 10, **cfg.model_args).to(device)
             model = model.to(memory_format=torch.channels_last)
-            optimizer = build_optimizer(model, cfg)
+            optimizer = build_optimizer(model, cfg, amp=amp)
             net = torch.compile(model) if compiled else model
             first, epoch = seconds_per_epoch(net, optimizer, batch,
                                              max(2, args.images // batch), device, amp)

@@ -109,3 +109,38 @@ def test_muon_groups_from_the_config():
 def test_bad_muon_lr_is_refused(value):
     with pytest.raises(ValueError, match="muon_lr"):
         make_config("fast", optimizer="muon", muon_lr=value)
+
+
+def newton_schulz_reference(g: torch.Tensor, steps: int = 3) -> torch.Tensor:
+    """The iteration written out on the whole matrix (wide), in float64."""
+    a, b, c = NS_COEFFICIENTS
+    x = g.double() / g.double().norm()
+    for _ in range(steps):
+        gram = x @ x.T
+        x = a * x + (b * gram + c * gram @ gram) @ x
+    return x
+
+
+def test_orthogonalize_skips_all_zero_columns_without_changing_the_result():
+    # As a 3x3 filter's momentum on 1x1 maps: only the centre tap's columns are non-zero.
+    g = torch.zeros(8, 4, 9)
+    g[:, :, 4] = torch.randn(8, 4, generator=torch.Generator().manual_seed(1))
+    g = g.reshape(8, 36)
+    out = orthogonalize(g)
+    torch.testing.assert_close(out.double(), newton_schulz_reference(g), atol=1e-5, rtol=1e-5)
+    assert out.view(8, 4, 9)[:, :, [0, 1, 2, 3, 5, 6, 7, 8]].abs().max() == 0
+    assert orthogonalize(torch.zeros(3, 6)).abs().max() == 0  # nothing to orthogonalise
+
+
+def test_newton_schulz_runs_in_bf16_when_the_run_does():
+    g = torch.randn(64, 576, generator=torch.Generator().manual_seed(0))
+    low = orthogonalize(g, dtype=torch.bfloat16)
+    assert low.dtype == torch.bfloat16
+    ref = newton_schulz_reference(g)
+    assert (low.double() - ref).norm() / ref.norm() < 0.05  # bf16: 8 bits of mantissa
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.randn(1, 3, 5, 5))
+    cfg = make_config("fast")
+    assert build_optimizer(model, cfg, amp=torch.bfloat16).ns_dtype == torch.bfloat16
+    assert build_optimizer(model, cfg, amp=torch.float16).ns_dtype == torch.float32
+    assert build_optimizer(model, cfg).ns_dtype == torch.float32

@@ -18,6 +18,7 @@ from cifarlab.distributed import Dist
 from cifarlab.errors import CifarlabError
 from cifarlab.models import create_model
 from cifarlab.models.external import check_input_size, parse_name
+from cifarlab.models.trimmed_conv import trim_convolutions
 from cifarlab.runtime import seed_everything
 
 
@@ -65,6 +66,8 @@ def build_networks(cfg: Config, num_classes: int, train_images: torch.Tensor,
         model.init_from_data(normalize(to_float(train_images[:5000]), *cfg.normalization()))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if device.type == "cpu":  # same results; oneDNN's weight gradient wastes time on padding
+        trim_convolutions(model)
     train_model = model
     if dist.active:  # gradients averaged over processes; rank 0's weights to start
         if cfg.sync_bn:

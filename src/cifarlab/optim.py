@@ -32,12 +32,20 @@ def lr_factor(cfg: Config, t: float) -> float:
     return warm
 
 
-def orthogonalize(g: torch.Tensor, steps: int = 3, eps: float = 1e-7) -> torch.Tensor:
+def orthogonalize(g: torch.Tensor, steps: int = 3, eps: float = 1e-7,
+                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """About U V^T for a matrix g = U S V^T: a few quintic Newton-Schulz steps on g scaled to
-    Frobenius norm 1 (so every singular value starts at or below 1). In float32: at conv-filter
-    sizes the cost is small next to the network's, and no CPU lacks it."""
+    Frobenius norm 1 (so every singular value starts at or below 1), computed in `dtype` (the
+    record uses bf16). All-zero columns stay zero under these steps, so they are left out: an
+    ImageNet ResNet on 32-pixel images has 1x1 maps in its last stage, where 8 of a 3x3
+    filter's 9 taps only ever see padding (there, 8x less work for the same result)."""
     a, b, c = NS_COEFFICIENTS
-    x = g.float()
+    used = g.abs().amax(0) > 0
+    if not used.all():
+        out = torch.zeros(g.shape, dtype=dtype, device=g.device)
+        out[:, used] = orthogonalize(g[:, used], steps, eps, dtype) if used.any() else 0
+        return out
+    x = g.to(dtype)
     x = x / (x.norm() + eps)
     tall = x.size(0) > x.size(1)
     if tall:  # iterate on the smaller Gram matrix
@@ -55,14 +63,17 @@ class Muon(torch.optim.Optimizer):
     matrix (out, in x kh x kw); its Nesterov momentum is orthogonalised and that is the step,
     after the weight is rescaled to norm sqrt(out), which takes the place of weight decay.
     Other groups: torch's SGD (momentum without dampening, weight decay added to the gradient).
-    torch.optim.Muon takes 2-D parameters only, hence this class.
+    torch.optim.Muon takes 2-D parameters only, hence this class. `ns_dtype`: the precision of
+    the Newton-Schulz steps (bf16 is 2.5x faster than float32 on a CPU with native bf16).
     """
 
     def __init__(self, params: Iterable, lr: float, momentum: float = 0.9,
-                 nesterov: bool = True, weight_decay: float = 0.0, ns_steps: int = 3):
+                 nesterov: bool = True, weight_decay: float = 0.0, ns_steps: int = 3,
+                 ns_dtype: torch.dtype = torch.float32):
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                         muon=False, ns_steps=ns_steps)
         super().__init__(params, defaults)
+        self.ns_dtype = ns_dtype  # not a group setting: a checkpoint need not carry it
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -86,7 +97,8 @@ class Muon(torch.optim.Optimizer):
                 g = g.add(buf, alpha=momentum) if group["nesterov"] else buf
                 if group["muon"]:
                     p.mul_(len(p) ** 0.5 / p.norm().clamp(min=1e-12))
-                    g = orthogonalize(g.reshape(len(g), -1), group["ns_steps"]).view_as(p)
+                    g = orthogonalize(g.reshape(len(g), -1), group["ns_steps"],
+                                      dtype=self.ns_dtype).view_as(p)
                 p.add_(g.to(p.dtype), alpha=-lr)
         return loss
 
@@ -99,13 +111,19 @@ def early_parameters(model: nn.Module, cfg: Config) -> list[nn.Parameter]:
     return list(model.early_parameters())
 
 
-def build_optimizer(model: nn.Module, cfg: Config, num_classes: int | None = None
-                    ) -> torch.optim.Optimizer:
+def trains_early(cfg: Config, step: int, steps_per_epoch: int) -> bool:
+    """Whether the early-only parameters still train at (0-based) step `step` of the run."""
+    return step < cfg.whiten_bias_share * cfg.epochs * steps_per_epoch
+
+
+def build_optimizer(model: nn.Module, cfg: Config, num_classes: int | None = None,
+                    amp: torch.dtype | None = None) -> torch.optim.Optimizer:
     """Parameter groups, each with a `role` that the schedule reads: conv/linear weights;
     norm weights and biases, which can have their own learning rate (same decay per step) or no
     weight decay at all; what trains only early in the run (`early_parameters`), with the norms'
-    settings; and with Muon, the conv filters (4-D) in a group of their own. With a
-    `body_lr_scale`, each group is split: all but the classifier at that share of its rate."""
+    settings; and with Muon, the conv filters (4-D) in a group of their own, orthogonalised in
+    bf16 when the run computes in bf16 (`amp`), as the record does. With a `body_lr_scale`, each
+    group is split: all but the classifier at that share of its rate."""
     early = {id(p) for p in early_parameters(model, cfg)}
     trained = [p for p in model.parameters() if p.requires_grad]
     filters = {id(p) for p in trained if p.ndim == 4} if cfg.optimizer == "muon" else set()
@@ -128,7 +146,9 @@ def build_optimizer(model: nn.Module, cfg: Config, num_classes: int | None = Non
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
     if cfg.optimizer == "muon":
-        return Muon(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+        ns_dtype = torch.bfloat16 if amp == torch.bfloat16 else torch.float32
+        return Muon(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                    ns_dtype=ns_dtype)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
 
 
@@ -160,7 +180,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config, steps_per_epo
         return lr_factor(cfg, step / steps_per_epoch)
 
     def early_factor(step: int) -> float:
-        return factor(step) if step < cfg.whiten_bias_share * cfg.epochs * steps_per_epoch else 0.0
+        return factor(step) if trains_early(cfg, step, steps_per_epoch) else 0.0
 
     lambdas = [early_factor if g.get("role") == "early" else factor
                for g in optimizer.param_groups]

@@ -29,7 +29,7 @@ from cifarlab.errors import CheckpointError, CifarlabError
 from cifarlab.evaluation import compute_metrics
 from cifarlab.inference import Classifier, predict_logits, resize
 from cifarlab.networks import build_networks
-from cifarlab.optim import build_optimizer, build_scheduler
+from cifarlab.optim import build_optimizer, build_scheduler, early_parameters, trains_early
 from cifarlab.progress import epoch_bar, epoch_line
 from cifarlab.runs import (
     RunFolder,
@@ -80,9 +80,14 @@ class Trainer:
                                 "nothing to evaluate on; drop --val-size 0 or add test/")
         self.nets = build_networks(cfg, len(self.classes), self.data.train_images, self.device,
                                    self.dist, self.channels_last, fresh)
-        self.optimizer = build_optimizer(self.nets.model, cfg, len(self.classes))
+        self.optimizer = build_optimizer(self.nets.model, cfg, len(self.classes), self.amp)
         self.steps_per_epoch = max(1, len(self.data.train_images) // cfg.batch_size)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
+        # Once their share of the run is over, the early-only parameters (fastnet's whitening
+        # bias) stop asking for gradients, as in airbench: the backward then skips the input
+        # gradient of the first layers (about 5% of a step). Not under DDP, whose gradient
+        # hooks are set once; there the zero learning rate alone keeps them still.
+        self.early = [] if self.dist.active else early_parameters(self.nets.model, cfg)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
         self.augment = Augmenter(cfg)
         self.order_gen = torch.Generator().manual_seed(cfg.seed)
@@ -267,14 +272,17 @@ class Trainer:
                 start = step * cfg.batch_size + self.dist.rank * self.local_batch
                 idx = order[start:start + self.local_batch]
                 flips = None if self.flip_bits is None else self.flip_bits[idx] ^ (epoch % 2 == 0)
+                index = (epoch - 1) * self.steps_per_epoch + step  # steps of the run before
+                for p in self.early:
+                    p.requires_grad_(trains_early(cfg, index, self.steps_per_epoch))
                 loss, logits, y = self.step(self.data.train_images[idx],
                                             self.data.train_labels[idx], flips, model, size)
                 total_loss += loss.detach() * len(y)
                 correct += (logits.argmax(1) == y).sum()
                 seen += len(y)
-                done = (epoch - 1) * self.steps_per_epoch + step + 1  # steps of the run so far
-                if cfg.tensorboard and done % cfg.log_every == 0:
-                    self.folder.log_step(done, loss.item(), self.optimizer.param_groups[0]["lr"])
+                if cfg.tensorboard and (index + 1) % cfg.log_every == 0:
+                    self.folder.log_step(index + 1, loss.item(),
+                                         self.optimizer.param_groups[0]["lr"])
                 bar.update()
         count = torch.tensor(float(seen), device=self.device)
         self.dist.sum_(total_loss, correct, count)

@@ -1,0 +1,60 @@
+"""Convolutions that skip the kernel taps which only ever see padding.
+
+An ImageNet network on 32-pixel images (torchvision's ResNet-18, as the teaching script trains
+it) reaches 1x1 maps in its last stage: there a 3x3 convolution with padding 1 multiplies 8 of
+its 9 taps by zeros. oneDNN's forward skips them, but its weight gradient does not (measured on
+a 2-core AMD EPYC, bf16: 23 ms against 3 ms for the forward, at batch 500 and 512 channels).
+The same output comes from the taps that touch the image, with the padding reduced to match:
+the same sums (up to the order of float additions), so the same outputs and gradients (the
+skipped taps' gradients are zeros, as before); for ResNet-18 at 32 px, a training step 17%
+faster on that CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def used_taps(size: int, kernel: int, padding: int, stride: int) -> tuple[int, int, int]:
+    """(first, last + 1) of the kernel taps that read some input pixel along one axis of
+    `size` pixels, and the number of outputs along it."""
+    outputs = (size + 2 * padding - kernel) // stride + 1
+    taps = [t for t in range(kernel)
+            if any(0 <= o * stride - padding + t < size for o in range(outputs))]
+    return (taps[0], taps[-1] + 1, outputs) if taps else (0, kernel, outputs)
+
+
+class TrimmedConv2d(nn.Conv2d):
+    """nn.Conv2d (same parameters, same state dict) that convolves with only the taps that see
+    the input, when the kernel overhangs it on both sides (`trim_convolutions`)."""
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor,
+                      bias: torch.Tensor | None) -> torch.Tensor:
+        if (self.padding_mode != "zeros" or isinstance(self.padding, str)
+                or self.dilation != (1, 1)):
+            return super()._conv_forward(x, weight, bias)
+        window, padding = [], []
+        for size, kernel, pad, stride in zip(x.shape[-2:], self.kernel_size, self.padding,
+                                             self.stride, strict=True):
+            first, end, outputs = used_taps(size, kernel, pad, stride)
+            new_kernel, new_pad = end - first, pad - first
+            # symmetric padding must still give as many outputs, or the trim is not exact
+            if new_pad < 0 or (size + 2 * new_pad - new_kernel) // stride + 1 != outputs:
+                first, end, new_pad = 0, kernel, pad
+            window.append(slice(first, end))
+            padding.append(new_pad)
+        if all(w.stop - w.start == k for w, k in zip(window, self.kernel_size, strict=True)):
+            return super()._conv_forward(x, weight, bias)  # every tap sees the input
+        return F.conv2d(x, weight[:, :, window[0], window[1]], bias, self.stride,
+                        tuple(padding), 1, self.groups)
+
+
+def trim_convolutions(model: nn.Module) -> nn.Module:
+    """Make every plain nn.Conv2d of `model` a TrimmedConv2d, in place (parameters, hooks and
+    state dict unchanged); returns the model."""
+    for module in model.modules():
+        if type(module) is nn.Conv2d:
+            module.__class__ = TrimmedConv2d
+    return model
