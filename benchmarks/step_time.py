@@ -5,8 +5,10 @@ one process, so that the sizes are compared side by side on the same machine.
 
 prints, for each size, the seconds one pass over 50,000 images would take at that size (forward,
 backward and optimizer step; the preset's precision and memory format; no augmentation, no
-data loading). `--compile` also times the torch.compile'd network (its compile time printed
-apart). Reading it: the best size is the `--micro-batch` for a preset's batch.
+data loading; on the CPU, convolutions trimmed as in training). `--compile` also times the
+torch.compile'd network (its compile time printed apart); `--plain` also times it as it was
+before trimmed convolutions and bf16 Newton-Schulz (plain nn.Conv2d, float32 Newton-Schulz),
+side by side. Reading it: the best size is the `--micro-batch` for a preset's batch.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from cifarlab.bench import cpu_name
 from cifarlab.config import make_config
 from cifarlab.models import create_model
+from cifarlab.models.trimmed_conv import trim_convolutions
 from cifarlab.optim import build_optimizer
 from cifarlab.runtime import amp_dtype, autocast, resolve_device
 
@@ -54,6 +57,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8000,
                         help="images timed per size, after two warm-up steps (default 8000)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--plain", action="store_true",
+                        help="also time plain convolutions with float32 Newton-Schulz")
     args = parser.parse_args()
     cfg = make_config(args.preset, device="auto")
     device = resolve_device(cfg.device)
@@ -61,19 +66,21 @@ def main() -> None:
     print(f"preset {args.preset}: {cfg.model} {cfg.model_args}, {amp or torch.float32}, "
           f"{cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name()}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
-    for compiled in [False, True] if args.compile else [False]:
+    variants = ["eager", *(["plain"] if args.plain else []),
+                *(["compiled"] if args.compile else [])]
+    for variant in variants:
         for batch in args.batch_sizes:
             torch.manual_seed(0)
             model = create_model(cfg.model, 10, **cfg.model_args).to(device)
             model = model.to(memory_format=torch.channels_last)
-            optimizer = build_optimizer(model, cfg, amp=amp)
-            net = torch.compile(model) if compiled else model
+            if device.type == "cpu" and variant != "plain":
+                trim_convolutions(model)  # as build_networks does
+            optimizer = build_optimizer(model, cfg, amp=None if variant == "plain" else amp)
+            net = torch.compile(model) if variant == "compiled" else model
             first, epoch = seconds_per_epoch(net, optimizer, batch,
                                              max(2, args.images // batch), device, amp)
-            print(f"{'compiled' if compiled else 'eager':>8}  batch {batch:>5}: "
-                  f"{epoch:6.1f} s per 50,000 images  (first two steps {first:.1f} s)",
-                  flush=True)
-
+            print(f"{variant:>8}  batch {batch:>5}: {epoch:6.1f} s per 50,000 images  "
+                  f"(first two steps {first:.1f} s)", flush=True)
 
 if __name__ == "__main__":
     main()
