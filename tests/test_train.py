@@ -357,3 +357,12 @@ def test_another_model_leaves_the_presets_low_res_epochs():
     assert make_config("fast").low_res_epochs == 1
     assert make_config("fast", model="tutorial-cnn").low_res_epochs == 0  # fixed 32x32 input
     assert make_config("fast", model="resnet9", low_res_epochs=1).low_res_epochs == 1
+
+
+def test_the_trained_network_uses_trimmed_convolutions_on_the_cpu(fake_data, tmp_path):
+    from cifarlab.models.trimmed_conv import TrimmedConv2d
+
+    t = Trainer(tiny_config(fake_data, tmp_path, optimizer="muon"))
+    convs = [m for m in t.nets.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(type(m) is TrimmedConv2d for m in convs)
+    assert t.optimizer.ns_dtype == (torch.bfloat16 if t.amp == torch.bfloat16 else torch.float32)

@@ -65,7 +65,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # ~230 s).
     "90": _preset(
         "fastnet 48/96/192, Muon, 5 epochs (the first 2 on 24-pixel images) on all 50,000 "
-        "training images: 90.5% in 3.3 minutes on a 2-core CPU with native bf16",
+        "training images: 90.4% in 3.0 minutes on a 2-core CPU with native bf16",
         _SPEED_RECIPE, _MUON_RECIPE, _FAST_RECIPE,
         model_args={"widths": [48, 96, 192], "bn_momentum": 0.4}, epochs=5, low_res_epochs=2,
     ),
@@ -93,7 +93,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "seed-fast": _preset(
         "the teaching script's network unchanged (torchvision ResNet-18, ImageNet stem, new "
         "10-way fc) at 32 px with the speed recipe: Muon, batch 500, 5 epochs on all 50,000 "
-        "training images, flip-only test views",
+        "training images, flip-only test views: 84.5% in 4.5 minutes on a 2-core CPU",
         _SPEED_RECIPE, _MUON_RECIPE, _muon_batch(500), model="resnet18-tv", model_args={},
         norm_bias_lr_scale=1.0, whiten_bias_share=1.0, epochs=5, val_size=0, tta="flip",
         muon_lr=0.18,
