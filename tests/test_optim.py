@@ -144,3 +144,14 @@ def test_newton_schulz_runs_in_bf16_when_the_run_does():
     assert build_optimizer(model, cfg, amp=torch.bfloat16).ns_dtype == torch.bfloat16
     assert build_optimizer(model, cfg, amp=torch.float16).ns_dtype == torch.float32
     assert build_optimizer(model, cfg).ns_dtype == torch.float32
+    pinned = make_config("fast", muon_ns_precision="float32")
+    assert build_optimizer(model, pinned, amp=torch.bfloat16).ns_dtype == torch.float32
+    assert make_config("94").muon_ns_precision == "float32"  # as it was tuned
+
+
+def test_runs_saved_before_the_setting_keep_float32_newton_schulz():
+    from cifarlab.config import Config
+
+    saved = make_config("fast").to_dict()
+    del saved["muon_ns_precision"]
+    assert Config.from_dict(saved).muon_ns_precision == "float32"

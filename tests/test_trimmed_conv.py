@@ -20,12 +20,12 @@ def test_used_taps_on_tiny_inputs():
 def test_trimmed_conv_equals_conv2d_with_its_gradients():
     gen = torch.Generator().manual_seed(0)
     trimmed = 0
-    for size, kernel, pad, stride in itertools.product([1, 2, 3], [1, 3, 5], [0, 1, 2],
-                                                       [1, 2]):
+    for size, kernel, pad, stride, groups in itertools.product([1, 2, 3], [1, 3, 5], [0, 1, 2],
+                                                               [1, 2], [1, 2]):
         if size + 2 * pad < kernel:
             continue
-        conv = nn.Conv2d(4, 6, kernel, stride, pad, bias=True)
-        ref = nn.Conv2d(4, 6, kernel, stride, pad, bias=True)
+        conv = nn.Conv2d(4, 6, kernel, stride, pad, groups=groups, bias=True)
+        ref = nn.Conv2d(4, 6, kernel, stride, pad, groups=groups, bias=True)
         ref.load_state_dict(conv.state_dict())
         trim_convolutions(conv)
         x = torch.randn(5, 4, size, size + 1, generator=gen)

@@ -81,6 +81,9 @@ class Config:
     muon_lr: float = _f(0.24, "muon: step size of the conv filters (each step is an "
                         "orthogonalised update; the filters are kept at a fixed norm)")
     muon_momentum: float = _f(0.6, "muon: Nesterov momentum of the conv filters")
+    muon_ns_precision: str = _f("auto", "muon: precision of the Newton-Schulz steps: auto = "
+                                "bf16 when the run computes in bf16 (as the record), else "
+                                "float32", choices=("auto", "float32"))
     weight_decay: float = _f(5e-4, "weight decay")
     decay_norm_and_bias: bool = _f(True, "apply weight decay to normalisation weights and biases "
                                    "too (off: only to conv/linear weights)")
@@ -351,8 +354,9 @@ def make_config(preset: str | None = None, config_file: str | os.PathLike | None
 def upgrade_config(values: dict[str, Any]) -> dict[str, Any]:
     """Settings saved by an older cifarlab, in today's terms, meaning what they meant then:
     warm-up in epochs becomes a share of the run; fastnet keeps torch's BatchNorm eps and a
-    whitening bias trained all run long."""
+    whitening bias trained all run long; Muon keeps float32 Newton-Schulz."""
     values = dict(values)
+    values.setdefault("muon_ns_precision", "float32")  # Newton-Schulz was float32 before it
     if "warmup_epochs" in values:
         epochs = max(int(values.get("epochs", 1)), 1)
         values["warmup"] = min(float(values.pop("warmup_epochs")) / epochs, 0.999)

@@ -122,8 +122,9 @@ def build_optimizer(model: nn.Module, cfg: Config, num_classes: int | None = Non
     norm weights and biases, which can have their own learning rate (same decay per step) or no
     weight decay at all; what trains only early in the run (`early_parameters`), with the norms'
     settings; and with Muon, the conv filters (4-D) in a group of their own, orthogonalised in
-    bf16 when the run computes in bf16 (`amp`), as the record does. With a `body_lr_scale`, each
-    group is split: all but the classifier at that share of its rate."""
+    bf16 when the run computes in bf16 (`amp`, as the record does) unless `muon_ns_precision`
+    says float32. With a `body_lr_scale`, each group is split: all but the classifier at that
+    share of its rate."""
     early = {id(p) for p in early_parameters(model, cfg)}
     trained = [p for p in model.parameters() if p.requires_grad]
     filters = {id(p) for p in trained if p.ndim == 4} if cfg.optimizer == "muon" else set()
@@ -146,7 +147,8 @@ def build_optimizer(model: nn.Module, cfg: Config, num_classes: int | None = Non
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
     if cfg.optimizer == "muon":
-        ns_dtype = torch.bfloat16 if amp == torch.bfloat16 else torch.float32
+        low = amp == torch.bfloat16 and cfg.muon_ns_precision == "auto"
+        ns_dtype = torch.bfloat16 if low else torch.float32
         return Muon(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                     ns_dtype=ns_dtype)
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
