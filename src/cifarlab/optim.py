@@ -39,13 +39,17 @@ def orthogonalize(g: torch.Tensor, steps: int = 3, eps: float = 1e-7,
     record uses bf16). All-zero columns stay zero under these steps, so they are left out: an
     ImageNet ResNet on 32-pixel images has 1x1 maps in its last stage, where 8 of a 3x3
     filter's 9 taps only ever see padding (there, 8x less work for the same result)."""
-    a, b, c = NS_COEFFICIENTS
     used = g.abs().amax(0) > 0
-    if not used.all():
-        out = torch.zeros(g.shape, dtype=dtype, device=g.device)
-        out[:, used] = orthogonalize(g[:, used], steps, eps, dtype) if used.any() else 0
-        return out
-    x = g.to(dtype)
+    if used.all():
+        return _newton_schulz(g.to(dtype), steps, eps)
+    out = torch.zeros(g.shape, dtype=dtype, device=g.device)
+    if used.any():
+        out[:, used] = _newton_schulz(g[:, used].to(dtype), steps, eps)
+    return out
+
+
+def _newton_schulz(x: torch.Tensor, steps: int, eps: float) -> torch.Tensor:
+    a, b, c = NS_COEFFICIENTS
     x = x / (x.norm() + eps)
     tall = x.size(0) > x.size(1)
     if tall:  # iterate on the smaller Gram matrix

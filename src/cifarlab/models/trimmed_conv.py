@@ -12,11 +12,14 @@ faster on that CPU.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
+@functools.cache  # called for every convolution of every forward, with few distinct shapes
 def used_taps(size: int, kernel: int, padding: int, stride: int) -> tuple[int, int, int]:
     """(first, last + 1) of the kernel taps that read some input pixel along one axis of
     `size` pixels, and the number of outputs along it."""
