@@ -1,6 +1,8 @@
 import pytest
+import torch
 
 from cifarlab.config import PRESETS, ConfigError, make_config
+from cifarlab.runtime import eval_batch_size
 
 
 def test_precedence_preset_then_file_then_overrides(tmp_path):
@@ -47,10 +49,18 @@ def test_strings_from_the_command_line_are_converted():
     (dict(epochs=2.5), "whole number"),
     (dict(color_jitter=[0.1]), "needs 4 values"),
     (dict(learning_rate=0.1), "unknown setting.*learning_rate.*valid: dataset"),
+    (dict(eval_batch_size=0), "eval_batch_size must be at least 1"),
 ])
 def test_bad_values_are_rejected_with_a_clear_message(overrides, message):
     with pytest.raises(ConfigError, match=message):
         make_config(**overrides)
+
+
+def test_evaluation_batch_defaults_to_a_cache_sized_one_on_the_cpu():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert make_config().eval_batch_size is None
+    assert (eval_batch_size(None, cpu), eval_batch_size(None, cuda)) == (250, 1000)
+    assert eval_batch_size(make_config(eval_batch_size="64").eval_batch_size, cpu) == 64
 
 
 def test_bad_config_files(tmp_path):

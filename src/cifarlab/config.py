@@ -134,7 +134,9 @@ class Config:
     channels_last: bool | None = _f(None, "channels-last memory format (default: on, except "
                                     "on MPS)")
     num_threads: int | None = _f(None, "CPU threads for torch (default: torch's choice)")
-    eval_batch_size: int = _f(1000, "batch size for validation and test evaluation")
+    eval_batch_size: int | None = _f(None, "batch size for validation and test evaluation "
+                                     "(default: 250 on the CPU, 4-35 percent faster than "
+                                     "1,000 on 2 cores; 1,000 elsewhere)")
     tta: str = _f("none", "test-time augmentation for validation and test: average the logits "
                   "of mirrored (flip) and also 1-pixel shifted views (flip-translate)",
                   choices=TTA_CHOICES)
@@ -171,7 +173,8 @@ class Config:
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (self.micro_batch is None or self.micro_batch >= 2,
              "micro_batch must be at least 2 (BatchNorm needs two images)"),
-            (self.eval_batch_size >= 1, "eval_batch_size must be at least 1"),
+            (self.eval_batch_size is None or self.eval_batch_size >= 1,
+             "eval_batch_size must be at least 1"),
             (self.log_every >= 1, "log_every must be at least 1"),
             (self.lr > 0, "lr must be greater than 0"),
             (self.weight_decay >= 0, "weight_decay must be 0 or more"),

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from cifarlab.datasets import load_data
 from cifarlab.inference import load_model, predict_logits
-from cifarlab.runtime import resolve_device
+from cifarlab.runtime import eval_batch_size, resolve_device
 
 
 def compute_metrics(logits: torch.Tensor, labels: torch.Tensor,
@@ -52,7 +52,8 @@ def predict_split(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | N
         split = "val"
     images, labels = {"test": (data.test_images, data.test_labels),
                       "val": (data.val_images, data.val_labels)}[split]
-    logits = predict_logits(model, images, batch_size or cfg["eval_batch_size"])
+    logits = predict_logits(model, images,
+                            batch_size or eval_batch_size(cfg.get("eval_batch_size"), dev))
     return dict(images=images, labels=labels, logits=logits.cpu(), classes=model.classes,
                 tta=model.tta, device=str(dev), split=split)
 

@@ -39,7 +39,7 @@ from cifarlab.runs import (
     rng_state,
     set_rng_state,
 )
-from cifarlab.runtime import amp_dtype, autocast, resolve_device, use_channels_last
+from cifarlab.runtime import amp_dtype, autocast, eval_batch_size, resolve_device, use_channels_last
 from cifarlab.version import __version__
 
 
@@ -177,7 +177,7 @@ class Trainer:
         """Logits of the evaluated weights: one view, or with the run's test-time
         augmentation."""
         model = self.tester if tta else self.validator
-        return predict_logits(model, images, self.cfg.eval_batch_size)
+        return predict_logits(model, images, eval_batch_size(self.cfg.eval_batch_size, self.device))
 
     def evaluate(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
         return compute_metrics(self.predict(images), labels, self.classes)
