@@ -1,10 +1,14 @@
+import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from cifarlab.bench import markdown_table, summarize
 from cifarlab.cli import main
+from cifarlab.data import load_cifar
 
 
 def test_summary_statistics():
@@ -37,3 +41,17 @@ def test_bench_smoke_on_synthetic_data(fake_data, tmp_path, capsys):
 def test_bench_needs_known_presets(capsys):
     assert main(["bench", "turbo"]) == 2
     assert "choose from fast" in capsys.readouterr().err
+
+
+def test_stand_in_data_for_gpu_timing_loads_as_cifar10(tmp_path):
+    """benchmarks/stand_in_cifar.py (for gpu_check.sh on machines the real data cannot reach)
+    writes what cifarlab reads: the official layout, the sizes asked for, balanced classes."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "stand_in_cifar.py"
+    spec = importlib.util.spec_from_file_location("stand_in_cifar", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.write_stand_in(tmp_path, train=103, test=40)
+    data = load_cifar("cifar10", tmp_path, download=False, val_size=0)
+    assert data.train_images.shape == (103, 3, 32, 32) and data.test_images.shape[0] == 40
+    assert data.train_images.dtype == torch.uint8 and len(data.classes) == 10
+    assert np.bincount(data.test_labels.numpy(), minlength=10).tolist() == [4] * 10
