@@ -16,9 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifarlab.data import DATASETS
-
-PER_FILE_LIMIT = 10_000  # images per batch file, as in the official release
+from cifarlab.data import CIFAR10_CLASSES, DATASETS
 
 
 def write_stand_in(root: str | Path, train: int = 50_000, test: int = 10_000,
@@ -28,8 +26,8 @@ def write_stand_in(root: str | Path, train: int = 50_000, test: int = 10_000,
     rng = np.random.default_rng(seed)
     folder = Path(root) / spec.folder
     folder.mkdir(parents=True, exist_ok=True)
-    per_file = -(-train // len(spec.train_files))
-    sizes = [min(per_file, max(train - i * per_file, 0)) for i in range(len(spec.train_files))]
+    files = len(spec.train_files)
+    sizes = [train // files + (i < train % files) for i in range(files)]  # near-equal shares
     colours = rng.integers(40, 216, (spec.num_classes, 3, 1), dtype=np.int16)
     for name, n in [*zip(spec.train_files, sizes, strict=True), (spec.test_files[0], test)]:
         labels = np.arange(n) % spec.num_classes
@@ -39,9 +37,8 @@ def write_stand_in(root: str | Path, train: int = 50_000, test: int = 10_000,
         batch = {"batch_label": name, spec.label_key: labels.tolist(), "data": pixels,
                  "filenames": [f"stand_in_{name}_{i:05d}.png" for i in range(n)]}
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-             "truck"]
-    (folder / spec.meta_file).write_bytes(pickle.dumps({spec.meta_key: names}, protocol=2))
+    meta = {spec.meta_key: list(CIFAR10_CLASSES)}
+    (folder / spec.meta_file).write_bytes(pickle.dumps(meta, protocol=2))
     return folder
 
 
@@ -52,7 +49,7 @@ def main() -> None:
     p.add_argument("--test", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    if not 10 <= args.train <= len(DATASETS["cifar10"].train_files) * PER_FILE_LIMIT:
+    if not 10 <= args.train <= 50_000:  # every class in each file, at most the real size
         p.error("--train must be between 10 and 50,000 images")
     folder = write_stand_in(args.data_dir, args.train, args.test, args.seed)
     print(f"stand-in CIFAR-10 ({args.train} + {args.test} random images) in {folder}")

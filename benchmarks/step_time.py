@@ -82,5 +82,6 @@ def main() -> None:
             print(f"{variant:>8}  batch {batch:>5}: {epoch:6.1f} s per 50,000 images  "
                   f"(first two steps {first:.1f} s)", flush=True)
 
+
 if __name__ == "__main__":
     main()

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifarlab.data import DATASETS
+from cifarlab.data import CIFAR10_CLASSES, DATASETS
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -72,10 +72,8 @@ def write_fake_cifar(root: Path, dataset: str = "cifar10", per_file: int = 60,
         if dataset == "cifar100":
             batch["coarse_labels"] = (labels // 5).tolist()
         (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    names = [f"class{i}" for i in range(spec.num_classes)]
-    if dataset == "cifar10":
-        names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                 "ship", "truck"]
+    names = (list(CIFAR10_CLASSES) if dataset == "cifar10"
+             else [f"class{i}" for i in range(spec.num_classes)])
     (folder / spec.meta_file).write_bytes(pickle.dumps({spec.meta_key: names}, protocol=2))
     return folder
 

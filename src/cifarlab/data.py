@@ -47,6 +47,11 @@ DATASETS = {
         ("train",), ("test",), "meta", "fine_label_names", "fine_labels", 100),
 }
 
+# CIFAR-10's class names, in label order, as its meta file gives them (for writing data in its
+# layout: stand-ins and test fixtures).
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
+
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("CIFARLAB_DATA_DIR") or "data")
