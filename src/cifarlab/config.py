@@ -135,7 +135,7 @@ class Config:
                                     "on MPS)")
     num_threads: int | None = _f(None, "CPU threads for torch (default: torch's choice)")
     eval_batch_size: int | None = _f(None, "batch size for validation and test evaluation "
-                                     "(default: 250 on the CPU, 4-35 percent faster than "
+                                     "(default: 250 on the CPU, 4-37 percent faster than "
                                      "1,000 on 2 cores; 1,000 elsewhere)")
     tta: str = _f("none", "test-time augmentation for validation and test: average the logits "
                   "of mirrored (flip) and also 1-pixel shifted views (flip-translate)",

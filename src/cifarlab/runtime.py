@@ -42,7 +42,7 @@ def use_channels_last(setting: bool | None, device: torch.device) -> bool:
 
 def eval_batch_size(setting: int | None, device: torch.device) -> int:
     """Images per forward pass in evaluation. On the CPU 250: the activations of a batch stay
-    in cache (2-core AMD EPYC, benchmarks/validation_views.py: 10-35% faster than 1,000 for
+    in cache (2-core AMD EPYC, benchmarks/validation_views.py: 7-37% faster than 1,000 for
     the fastnet presets, 4% for ResNet-18); elsewhere 1,000."""
     return setting if setting is not None else (250 if device.type == "cpu" else 1000)
 
