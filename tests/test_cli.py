@@ -63,6 +63,8 @@ def test_train_from_config_file(fake_data, tmp_path, capsys):
     (["train", "--model", "tv:resnet5"], "torchvision has no model 'resnet5'; closest: "),
     (["train", "--epochs", "0"], "epochs must be at least 1"),
     (["evaluate", "nowhere"], "nowhere does not exist"),
+    (["evaluate", "nowhere", "--tta-share", "2"], "--tta-share must be in [0, 1]"),
+    (["train", "--tta-share", "-0.1"], "tta_share must be in [0, 1]"),
 ])
 def test_errors_are_one_clear_line(args, message, capsys):
     assert main(args) == 2

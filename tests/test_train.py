@@ -249,6 +249,29 @@ def test_test_time_augmentation(fake_data, tmp_path):
     assert evaluate(tmp_path / "tta" / "run")["top1"] == pytest.approx(m["test_top1"])
 
 
+def test_selective_tta_gives_the_views_to_the_least_sure_share_only():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10)).eval()
+    x = torch.randn(10, 3, 8, 8)
+    with torch.no_grad():
+        plain, full = model(x), tta_logits(model, x, "flip-translate")
+        half = tta_logits(model, x, "flip-translate", share=0.5)
+        unsure = plain.softmax(1).amax(1).argsort()[:5]  # the five least sure images
+        sure = torch.ones(10, dtype=torch.bool)
+        sure[unsure] = False
+        assert torch.allclose(half[unsure], full[unsure], atol=1e-6)
+        assert torch.equal(half[sure], plain[sure]) and not torch.allclose(half, plain)
+        assert torch.allclose(tta_logits(model, x, "flip", share=1.0),
+                              tta_logits(model, x, "flip"))
+        assert torch.equal(tta_logits(model, x, "flip", share=0.0), plain)
+        one = tta_logits(model, x[:1], "flip", share=0.2)  # ceil: a lone image gets the views
+        assert torch.allclose(one, tta_logits(model, x[:1], "flip"))
+    calls = []
+    model.register_forward_hook(lambda mod, inp, out: calls.append(len(inp[0])))
+    tta_logits(model, x, "flip-translate", share=0.2)
+    assert calls == [10] + [2] * 5  # one view for all, the other five views for two images
+
+
 def test_validation_sees_one_view_and_the_test_the_runs_tta(fake_data, tmp_path):
     t = Trainer(tiny_config(fake_data, tmp_path, tta="flip-translate", epochs=1))
     calls = []

@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", choices=("test", "val"), default="test")
     ev.add_argument("--batch-size", type=int, help="default: the run's eval batch size")
     _add_tta(ev, "test-time augmentation (default: the run's setting)")
+    ev.add_argument("--tta-share", type=float, help="share of each batch, the least sure, "
+                    "that gets the test-time views (default: the run's setting)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--json", action="store_true", help="print the metrics as JSON")
 

@@ -30,8 +30,10 @@ def cmd_train(args: dict) -> int:
 def cmd_evaluate(args: dict) -> int:
     from cifarlab.evaluation import evaluate, format_confusion, format_per_class
 
+    if args["tta_share"] is not None and not 0 <= args["tta_share"] <= 1:
+        raise CifarlabError("--tta-share must be in [0, 1] (1 = every image gets all views)")
     m = evaluate(args["checkpoint"], args["data_dir"], args["split"], args["batch_size"],
-                 args["device"], tta=args["tta"])
+                 args["device"], tta=args["tta"], tta_share=args["tta_share"])
     if args["split"] == "test" and m["split"] != "test":
         print("no test set (the image folder has no test/): the validation split instead",
               file=sys.stderr)

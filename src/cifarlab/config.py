@@ -140,6 +140,8 @@ class Config:
     tta: str = _f("none", "test-time augmentation for validation and test: average the logits "
                   "of mirrored (flip) and also 1-pixel shifted views (flip-translate)",
                   choices=TTA_CHOICES)
+    tta_share: float = _f(1.0, "share of each test batch that gets the test-time views: the "
+                          "images one view is least sure of (1 = all)")
     sync_bn: bool = _f(False, "with torchrun: BatchNorm statistics over the global batch, not "
                        "each process's share")
     compile: bool = _f(False, "torch.compile the model (pays off in long runs)")
@@ -186,6 +188,7 @@ class Config:
             (self.val_size is None or self.val_size >= 0, "val_size must be 0 or more"),
             (0 <= self.warmup < 1, "warmup is a share of the run: it must be in [0, 1)"),
             (0 < self.whiten_bias_share <= 1, "whiten_bias_share must be in (0, 1]"),
+            (0 <= self.tta_share <= 1, "tta_share must be in [0, 1]"),
             (self.t_max is None or self.t_max > 0, "t_max must be greater than 0"),
             (self.step_size >= 1, "step_size must be at least 1"),
             (self.patience is None or self.patience >= 1, "patience must be at least 1"),

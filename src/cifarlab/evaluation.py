@@ -39,12 +39,13 @@ def compute_metrics(logits: torch.Tensor, labels: torch.Tensor,
 
 def predict_split(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None,
                   split: str = "test", batch_size: int | None = None, device: str = "auto",
-                  download: bool = True, tta: str | None = None) -> dict[str, Any]:
+                  download: bool = True, tta: str | None = None,
+                  tta_share: float | None = None) -> dict[str, Any]:
     """A checkpoint's logits on the test (or validation) images, with the images, labels,
     classes and the split used: an image folder without test/ gives its validation split.
     Test-time augmentation, precision and batch size default to the run's own."""
     dev = resolve_device(device)
-    model = load_model(checkpoint, dev, tta, as_trained=True)
+    model = load_model(checkpoint, dev, tta, as_trained=True, tta_share=tta_share)
     cfg = model.config
     data = load_data(cfg["dataset"], data_dir if data_dir is not None else cfg["data_dir"],
                      download, cfg["val_size"], cfg["split_seed"], cfg.get("image_size", 32))
@@ -60,10 +61,12 @@ def predict_split(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | N
 
 def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None,
              split: str = "test", batch_size: int | None = None, device: str = "auto",
-             download: bool = True, tta: str | None = None) -> dict[str, Any]:
+             download: bool = True, tta: str | None = None,
+             tta_share: float | None = None) -> dict[str, Any]:
     """Evaluate a run folder or checkpoint on the test set (or `split="val"`, as in training).
     Test-time augmentation, precision and batch size default to the run's own settings."""
-    p = predict_split(checkpoint, data_dir, split, batch_size, device, download, tta)
+    p = predict_split(checkpoint, data_dir, split, batch_size, device, download, tta,
+                      tta_share)
     metrics = compute_metrics(p["logits"], p["labels"], p["classes"])
     metrics.update(split=p["split"], checkpoint=str(checkpoint), device=p["device"],
                    tta=p["tta"])

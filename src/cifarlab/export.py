@@ -47,7 +47,8 @@ def export_model(checkpoint: str | os.PathLike, fmt: str = "onnx",
     difference between the exported file and the PyTorch model on random inputs."""
     if fmt not in FORMATS:
         raise CifarlabError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    wrapper = load_model(checkpoint, "cpu", tta)  # float32, normalisation and TTA inside
+    # float32, normalisation and TTA inside; every image gets all views (a graph of fixed shape)
+    wrapper = load_model(checkpoint, "cpu", tta, tta_share=1.0)
     cfg = wrapper.config
     out = Path(out) if out else default_output(checkpoint, fmt)
     size = wrapper.image_size

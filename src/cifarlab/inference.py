@@ -5,6 +5,7 @@ Training's validation and test, `evaluate`, `predict`, `report` and `export` all
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -27,12 +28,32 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
 
 
-def tta_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Tensor:
+def tta_logits(model: nn.Module, x: torch.Tensor, tta: str = "none", share: float = 1.0
+               ) -> torch.Tensor:
     """Logits averaged over test-time views: the image and its mirror (flip), and for
-    flip-translate also both shifted one pixel up-left and down-right (reflect-padded)."""
+    flip-translate also both shifted one pixel up-left and down-right (reflect-padded).
+
+    With `share` < 1 only that share of the batch, the images the plain view is least sure
+    of (lowest top softmax probability), gets the other views; the rest keep the plain
+    view's logits (the selective TTA of hiverge/cifar10-speedrun: most images are already
+    decided by one view, so a fraction of the views keeps nearly all of TTA's gain).
+    """
+    base = model(x).float()
     if tta == "none":
-        return model(x).float()
-    logits = 0.5 * (model(x).float() + model(x.flip(3)).float())
+        return base
+    if share >= 1:
+        return _views(model, x, tta, base)
+    out = base.clone()
+    k = math.ceil(share * len(x))
+    if k:
+        unsure = base.softmax(1).amax(1).topk(k, largest=False).indices
+        out[unsure] = _views(model, x[unsure], tta, base[unsure])
+    return out
+
+
+def _views(model: nn.Module, x: torch.Tensor, tta: str, base: torch.Tensor) -> torch.Tensor:
+    """`tta`'s average, given the plain view's logits `base`."""
+    logits = 0.5 * (base + model(x.flip(3)).float())
     if tta == "flip-translate":
         padded = F.pad(x, (1,) * 4, mode="reflect")
         h, w = x.shape[2:]
@@ -44,7 +65,8 @@ def tta_logits(model: nn.Module, x: torch.Tensor, tta: str = "none") -> torch.Te
 class Classifier(nn.Module):
     """Pixels in [0, 1], shape (N, 3, H, W) -> float32 logits (N, classes).
 
-    `net` is the trained network; mean/std are buffers; `tta` is the test-time augmentation;
+    `net` is the trained network; mean/std are buffers; `tta` is the test-time augmentation,
+    given to the least sure `tta_share` of each batch (`tta_logits`);
     `classes` the class names. Images of another size than `image_size` are resized to it
     (antialiased bilinear, as training did). `amp` (an autocast dtype) and `channels_last`
     run the network as training evaluated it; both off (float32), the module exports as it is.
@@ -53,10 +75,13 @@ class Classifier(nn.Module):
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float],
                  classes: Sequence[str], tta: str = "none", amp: torch.dtype | None = None,
                  channels_last: bool = False, config: dict[str, Any] | None = None,
-                 image_size: int = 32):
+                 image_size: int = 32, tta_share: float = 1.0):
         super().__init__()
         if tta not in TTA_CHOICES:
             raise ValueError(f"tta must be one of {', '.join(TTA_CHOICES)}, not {tta!r}")
+        if not 0 <= tta_share <= 1:
+            raise ValueError(f"tta_share must be in [0, 1], not {tta_share}")
+        self.tta_share = tta_share
         self.net, self.tta, self.amp, self.channels_last = net, tta, amp, channels_last
         self.image_size = image_size
         self.classes, self.config = list(classes), dict(config or {})
@@ -69,9 +94,9 @@ class Classifier(nn.Module):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.amp is None:
-            return tta_logits(self.net, x, self.tta)
+            return tta_logits(self.net, x, self.tta, self.tta_share)
         with autocast(x.device, self.amp):
-            return tta_logits(self.net, x, self.tta)
+            return tta_logits(self.net, x, self.tta, self.tta_share)
 
 
 @torch.inference_mode()
@@ -90,11 +115,12 @@ def predict_logits(model: Classifier, images: torch.Tensor, batch_size: int = 10
 
 
 def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "cpu",
-               tta: str | None = None, as_trained: bool = False) -> Classifier:
+               tta: str | None = None, as_trained: bool = False, tta_share: float | None = None
+               ) -> Classifier:
     """The trained classifier of a run folder or checkpoint, in eval mode: float RGB in [0, 1]
     in, logits out; `.classes` names the outputs, `.config` holds the run's settings.
 
-    `tta` defaults to the run's own test-time augmentation. `as_trained` runs it in the run's
+    `tta` and `tta_share` default to the run's own. `as_trained` runs it in the run's
     precision and memory format (bf16, channels-last) as training evaluated it; by default
     it computes in float32, as exported.
     """
@@ -110,5 +136,7 @@ def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "cpu"
             net = net.to(memory_format=torch.channels_last)
     model = Classifier(net, state["mean"], state["std"], state["classes"],
                        tta or cfg.get("tta", "none"), config=cfg,
-                       image_size=cfg.get("image_size", 32), **fast)
+                       image_size=cfg.get("image_size", 32),
+                       tta_share=cfg.get("tta_share", 1.0) if tta_share is None else tta_share,
+                       **fast)
     return model.to(device).eval()

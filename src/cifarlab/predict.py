@@ -46,7 +46,8 @@ def predict_files(checkpoint: str | os.PathLike, paths: Iterable[str | os.PathLi
                   ) -> Iterator[dict[str, Any]]:
     """Yield, in input order, {"file", "top": [{"class", "probability"}, ...]} for each image,
     or {"file", "error"} for each file that could not be read."""
-    model = load_model(checkpoint, resolve_device(device), tta, as_trained=True)
+    # Every image gets all the views: a file's prediction must not depend on its batch-mates.
+    model = load_model(checkpoint, resolve_device(device), tta, as_trained=True, tta_share=1.0)
     classes = model.classes
     k = max(1, min(topk, len(classes)))
     entries = expand_inputs(paths)

@@ -102,7 +102,8 @@ class Trainer:
         views = dict(mean=mean, std=std, classes=self.classes, amp=self.amp,
                      channels_last=self.channels_last, image_size=cfg.image_size)
         self.validator = Classifier(self.nets.eval_model, tta="none", **views).to(self.device)
-        self.tester = Classifier(self.nets.eval_model, tta=cfg.tta, **views).to(self.device)
+        self.tester = Classifier(self.nets.eval_model, tta=cfg.tta, tta_share=cfg.tta_share,
+                                 **views).to(self.device)
         self.state = TrainState()
         self.stop = StopRequest()
         self.on_epoch_end: Callable[[dict[str, Any]], None] | None = None
