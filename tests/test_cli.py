@@ -97,3 +97,13 @@ def test_normalisation_options_take_three_numbers(fake_data, tmp_path):
                  "--std", "0.25", "0.25", "0.25", "--epochs", "1", "--quiet"]) == 0
     state = load_checkpoint(run)
     assert state["mean"] == [0.5] * 3 and state["std"] == [0.25] * 3
+
+
+
+def test_low_res_size_takes_one_size_or_one_per_epoch(fake_data, tmp_path):
+    from cifarlab.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    assert main(["train", *tiny_args(fake_data, run), "--epochs", "3", "--low-res-epochs", "2",
+                 "--low-res-size", "16", "24", "--quiet"]) == 0
+    assert tuple(load_checkpoint(run)["config"]["low_res_size"]) == (16, 24)

@@ -154,3 +154,5 @@ def test_settings_saved_by_an_older_version_mean_what_they_meant():
     cfg = Config.from_dict(old)
     assert cfg.warmup == pytest.approx(0.2) and cfg.whiten_bias_share == 1.0
     assert cfg.model_args == {"bn_eps": 1e-5, "widths": [32, 64, 128], "bn_momentum": 0.4}
+    old["low_res_size"] = 24  # one size, from before sizes could ramp
+    assert Config.from_dict(old).low_res_size == (24,)

@@ -366,6 +366,28 @@ def test_the_first_epochs_can_train_at_a_lower_resolution(fake_data, tmp_path):
     assert t.evaluate(t.data.val_images, t.data.val_labels)["top1"] >= 0  # evaluated at 32
 
 
+def test_low_res_epochs_can_ramp_up_one_size_per_epoch(fake_data, tmp_path):
+    t = Trainer(tiny_config(fake_data, tmp_path, epochs=4, low_res_epochs=3,
+                            low_res_size=[16, 24, 28]))
+    sizes = []
+    t.nets.model.register_forward_hook(lambda m, inputs, out: sizes.append(inputs[0].shape[-1]))
+    for epoch in range(1, 5):
+        t.train_epoch(epoch)
+    assert sorted(set(sizes), key=sizes.index) == [16, 24, 28, 32]
+    assert [t.cfg.epoch_size(e) for e in range(1, 5)] == [16, 24, 28, 32]
+    one = make_config("fast", epochs=3, low_res_epochs=2, low_res_size=20)  # a lone size: all
+    assert one.low_res_size == (20,) and [one.epoch_size(e) for e in (1, 2, 3)] == [20, 20, 32]
+
+
+@pytest.mark.parametrize("sizes, message", [
+    ([24, 28], "one size, or one per low-res epoch \\(3\\), not 2"),
+    ([24, 40, 28], "must be in \\[8, image_size\\]"),
+])
+def test_low_res_sizes_that_do_not_fit_are_one_line_errors(sizes, message):
+    with pytest.raises(ValueError, match=message):
+        make_config("94", low_res_size=sizes)
+
+
 def test_low_res_epochs_must_fit_the_run_and_the_last_epoch_is_full_size(fake_data, tmp_path):
     with pytest.raises(ValueError, match="low_res_epochs"):
         make_config("fast", epochs=4, low_res_epochs=5)

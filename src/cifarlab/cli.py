@@ -44,7 +44,8 @@ def _add_config_options(parser: argparse.ArgumentParser) -> None:
         tuple_hint = next((h for h in (hint, *typing.get_args(hint))
                            if typing.get_origin(h) is tuple), None)  # also `tuple | None`
         if tuple_hint is not None:
-            kw.update(nargs=len(typing.get_args(tuple_hint)), metavar="X")
+            args = typing.get_args(tuple_hint)
+            kw.update(nargs="+" if args[-1] is Ellipsis else len(args), metavar="X")
         elif "choices" in f.metadata:
             kw.update(choices=f.metadata["choices"])
         else:

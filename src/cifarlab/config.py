@@ -111,7 +111,8 @@ class Config:
                              "--low-res-size pixels (antialiased): fewer pixels, less compute; "
                              "for networks that take any size, such as fastnet (the last "
                              "epoch always sees full-size images)")
-    low_res_size: int = _f(24, "image size of the first --low-res-epochs epochs")
+    low_res_size: tuple[int, ...] = _f((24,), "image size of the first --low-res-epochs epochs: "
+                                       "one for all, or one per epoch (a ramp: 24 24 28)")
     # --- augmentation (batched, on the training device)
     crop_padding: int = _f(4, "random crop after zero padding of this many pixels; 0 = off")
     flip: bool = _f(True, "random horizontal flip")
@@ -195,9 +196,13 @@ class Config:
             (self.ema_decay is None or 0 < self.ema_decay < 1, "ema_decay must be in (0, 1)"),
             (0 <= self.low_res_epochs <= self.epochs, "low_res_epochs must be in [0, epochs]"),
             (8 <= self.image_size <= 1024, "image_size must be in [8, 1024] pixels"),
-            (self.low_res_epochs == 0 or 8 <= self.low_res_size <= self.image_size,
+            (self.low_res_epochs == 0 or all(8 <= s <= self.image_size
+                                             for s in self.low_res_size),
              "low_res_size must be in [8, image_size] pixels; lower it, or set "
              "--low-res-epochs 0"),
+            (self.low_res_epochs == 0 or len(self.low_res_size) in (1, self.low_res_epochs),
+             "low_res_size needs one size, or one per low-res epoch "
+             f"({self.low_res_epochs}), not {len(self.low_res_size)}"),
             (0 <= self.crop_padding <= 16, "crop_padding must be in [0, 16]"),
             (0 <= self.rotation <= 180, "rotation must be in [0, 180] degrees"),
             (0 <= self.cutout <= 32, "cutout must be in [0, 32] pixels"),
@@ -222,6 +227,13 @@ class Config:
         """A saved run's settings as they were (no preset layered on top), older files
         upgraded; validated."""
         return cls(**_apply(_defaults(), upgrade_config(values), "saved settings")).validate()
+
+    def epoch_size(self, epoch: int) -> int:
+        """Image size of training epoch `epoch` (from 1): the low-res sizes first, the last
+        epoch always at --image-size, as the test is."""
+        if epoch > min(self.low_res_epochs, self.epochs - 1):
+            return self.image_size
+        return self.low_res_size[min(epoch, len(self.low_res_size)) - 1]
 
     def normalization(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """(mean, std): the ones set, else ImageNet's for pretrained weights, else the
@@ -248,6 +260,9 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         if origin is tuple:
             if isinstance(value, str):
                 value = [v for v in value.replace(",", " ").split() if v]
+            if args[-1] is Ellipsis:  # any number of one type; a lone value is one of them
+                value = list(value) if isinstance(value, (list, tuple)) else [value]
+                args = (args[0],) * len(value)
             if len(value) != len(args):
                 raise ConfigError(f"{name} needs {len(args)} values, got {len(value)}")
             return tuple(_coerce(name, v, a) for a, v in zip(args, value, strict=True))

@@ -260,9 +260,7 @@ class Trainer:
             order, first, seen = p["order"].to(self.device), p["step"], p["seen"]
             total_loss += p["loss"]
             correct += p["correct"]
-        # Scaled-down images early on; the last epoch always at full size, as the test is.
-        low_res = epoch <= min(cfg.low_res_epochs, cfg.epochs - 1)
-        size = cfg.low_res_size if low_res else cfg.image_size
+        size = cfg.epoch_size(epoch)  # scaled-down images early on (fewer pixels to train)
         with epoch_bar(self.steps_per_epoch, epoch, cfg.epochs, first) as bar:
             for step in range(first, self.steps_per_epoch):
                 if self.should_stop(step, total_loss, epoch):
