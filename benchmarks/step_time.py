@@ -8,12 +8,16 @@ backward and optimizer step; the preset's precision and memory format; no augmen
 data loading; on the CPU, convolutions trimmed as in training). `--compile` also times the
 torch.compile'd network (its compile time printed apart); `--plain` also times it as it was
 before trimmed convolutions and bf16 Newton-Schulz (plain nn.Conv2d, float32 Newton-Schulz),
-side by side. Reading it: the best size is the `--micro-batch` for a preset's batch.
+side by side. `--freed-memory` times it once more after `keep_freed_memory()` (as training on
+the CPU runs: freed blocks reused, not faulted in again; last, since a process cannot undo it),
+with each variant's minor page faults per step. Reading it: the best size is the
+`--micro-batch` for a preset's batch.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import time
 
 import torch
@@ -24,12 +28,13 @@ from cifarlab.config import make_config
 from cifarlab.models import create_model
 from cifarlab.models.trimmed_conv import trim_convolutions
 from cifarlab.optim import build_optimizer
-from cifarlab.runtime import amp_dtype, autocast, resolve_device
+from cifarlab.runtime import amp_dtype, autocast, keep_freed_memory, resolve_device
 
 
-def seconds_per_epoch(model, optimizer, batch: int, steps: int, device, amp) -> tuple[float,
-                                                                                      float]:
-    """(seconds of the first two steps, seconds per 50,000 images after them)."""
+def seconds_per_epoch(model, optimizer, batch: int, steps: int, device, amp
+                      ) -> tuple[float, float, float]:
+    """(seconds of the first two steps, seconds per 50,000 images after them, minor page
+    faults per step after them)."""
     x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=device)
 
@@ -44,10 +49,11 @@ def seconds_per_epoch(model, optimizer, batch: int, steps: int, device, amp) -> 
     step()
     step()
     first = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t0, faults = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(steps):
         step()
-    return first, (time.perf_counter() - t0) / steps / batch * 50_000
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / steps
+    return first, (time.perf_counter() - t0) / steps / batch * 50_000, faults
 
 
 def main() -> None:
@@ -59,6 +65,8 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--plain", action="store_true",
                         help="also time plain convolutions with float32 Newton-Schulz")
+    parser.add_argument("--freed-memory", action="store_true",
+                        help="then time again with freed memory kept for reuse")
     args = parser.parse_args()
     cfg = make_config(args.preset, device="auto")
     device = resolve_device(cfg.device)
@@ -67,8 +75,12 @@ def main() -> None:
           f"{cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name()}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     variants = ["eager", *(["plain"] if args.plain else []),
-                *(["compiled"] if args.compile else [])]
+                *(["compiled"] if args.compile else []),
+                *(["kept"] if args.freed_memory else [])]
     for variant in variants:
+        if variant == "kept" and not keep_freed_memory():
+            print("    kept  (not on this system: glibc's allocator only)")
+            continue
         for batch in args.batch_sizes:
             torch.manual_seed(0)
             model = create_model(cfg.model, 10, **cfg.model_args).to(device)
@@ -77,10 +89,11 @@ def main() -> None:
                 trim_convolutions(model)  # as build_networks does
             optimizer = build_optimizer(model, cfg, amp=None if variant == "plain" else amp)
             net = torch.compile(model) if variant == "compiled" else model
-            first, epoch = seconds_per_epoch(net, optimizer, batch,
-                                             max(2, args.images // batch), device, amp)
+            first, epoch, faults = seconds_per_epoch(net, optimizer, batch,
+                                                     max(2, args.images // batch), device, amp)
             print(f"{variant:>8}  batch {batch:>5}: {epoch:6.1f} s per 50,000 images  "
-                  f"(first two steps {first:.1f} s)", flush=True)
+                  f"(first two steps {first:.1f} s; {faults:,.0f} page faults a step)",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 import csv
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -402,6 +404,37 @@ def test_another_model_leaves_the_presets_low_res_epochs():
     assert make_config("fast").low_res_epochs == 1
     assert make_config("fast", model="tutorial-cnn").low_res_epochs == 0  # fixed 32x32 input
     assert make_config("fast", model="resnet9", low_res_epochs=1).low_res_epochs == 1
+
+
+# Five 64 MB blocks allocated, written and freed, before and after keep_freed_memory: glibc
+# maps such blocks afresh each time (a page fault per 4 kB page), unless told to keep them.
+_REFAULTS = """
+import resource, torch
+from cifarlab.runtime import keep_freed_memory
+def faults():
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        block = torch.ones(2**24)
+        del block
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+plain = faults()
+took = keep_freed_memory()
+faults()
+print(took, plain, faults())
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator: Linux only")
+def test_training_on_the_cpu_reuses_freed_memory_instead_of_faulting_it_in_again(
+        fake_data, tmp_path, monkeypatch):
+    out = subprocess.run([sys.executable, "-c", _REFAULTS], capture_output=True, text=True,
+                         check=True).stdout.split()
+    took, plain, kept = out[0] == "True", int(out[1]), int(out[2])
+    assert took and kept < max(plain / 10, 50), (plain, kept)
+    calls = []
+    monkeypatch.setattr("cifarlab.trainer.keep_freed_memory", lambda: calls.append(1))
+    Trainer(tiny_config(fake_data, tmp_path))
+    assert calls == [1]
 
 
 def test_the_trained_network_uses_trimmed_convolutions_on_the_cpu(fake_data, tmp_path):

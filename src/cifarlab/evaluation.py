@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from cifarlab.datasets import load_data
 from cifarlab.inference import load_model, predict_logits
-from cifarlab.runtime import eval_batch_size, resolve_device
+from cifarlab.runtime import eval_batch_size, keep_freed_memory, resolve_device
 
 
 def compute_metrics(logits: torch.Tensor, labels: torch.Tensor,
@@ -45,6 +45,8 @@ def predict_split(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | N
     classes and the split used: an image folder without test/ gives its validation split.
     Test-time augmentation, precision and batch size default to the run's own."""
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()
     model = load_model(checkpoint, dev, tta, as_trained=True, tta_share=tta_share)
     cfg = model.config
     data = load_data(cfg["dataset"], data_dir if data_dir is not None else cfg["data_dir"],

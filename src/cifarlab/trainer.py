@@ -39,7 +39,14 @@ from cifarlab.runs import (
     rng_state,
     set_rng_state,
 )
-from cifarlab.runtime import amp_dtype, autocast, eval_batch_size, resolve_device, use_channels_last
+from cifarlab.runtime import (
+    amp_dtype,
+    autocast,
+    eval_batch_size,
+    keep_freed_memory,
+    resolve_device,
+    use_channels_last,
+)
 from cifarlab.version import __version__
 
 
@@ -62,6 +69,8 @@ class Trainer:
         self.local_batch = cfg.batch_size // self.dist.world
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.amp = amp_dtype(cfg.amp, self.device)
         self.channels_last = use_channels_last(cfg.channels_last, self.device)
         if data is None:
