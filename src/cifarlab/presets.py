@@ -66,7 +66,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # seed 0: 90.38% against 90.34% for both views on every image; `fast` loses 0.1-0.3 so).
     "90": _preset(
         "fastnet 48/96/192, Muon, 5 epochs (the first 2 on 24-pixel images) on all 50,000 "
-        "training images: 90.4% in 3.0 minutes on a 2-core CPU with native bf16",
+        "training images: 90.4% in 2.7 minutes on a 2-core CPU with native bf16",
         _SPEED_RECIPE, _MUON_RECIPE, _FAST_RECIPE,
         model_args={"widths": [48, 96, 192], "bn_momentum": 0.4}, epochs=5, low_res_epochs=2,
         tta_share=0.2,

@@ -84,10 +84,10 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 def keep_freed_memory() -> bool:
     """On glibc (Linux), keep freed memory for reuse instead of handing it back to the system.
     glibc gives large blocks their own mappings and unmaps them on free, so every training step
-    on the CPU faulted its activations in again, page by page: 94's step at 32 px spent 6-9% of
-    its time so (2-core AMD EPYC, `benchmarks/step_time.py --freed-memory`), the same peak
-    memory without it. Process-wide and lasting: for processes that train or evaluate. Returns
-    whether it took (False elsewhere, e.g. macOS or musl)."""
+    on the CPU faulted its activations in again, page by page: about 6% of 94's step at 32 px
+    (2-core AMD EPYC, `benchmarks/step_time.py --freed-memory`), for 0.1-0.3 GB more peak
+    memory in whole runs. Process-wide and lasting: for processes that train or evaluate.
+    Returns whether it took (False elsewhere, e.g. macOS or musl)."""
     if platform.system() != "Linux":
         return False
     try:
