@@ -101,7 +101,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "seed-fast": _preset(
         "the teaching script's network unchanged (torchvision ResNet-18, ImageNet stem, new "
         "10-way fc) at 32 px with the speed recipe: Muon, batch 500, 5 epochs on all 50,000 "
-        "training images, flip-only test views: 84.5% in 4.5 minutes on a 2-core CPU",
+        "training images, flip-only test views: 84.5% in under 5 minutes on a 2-core CPU",
         _SPEED_RECIPE, _MUON_RECIPE, _muon_batch(500), model="resnet18-tv", model_args={},
         norm_bias_lr_scale=1.0, whiten_bias_share=1.0, epochs=5, val_size=0, tta="flip",
         muon_lr=0.18,
