@@ -99,7 +99,6 @@ def test_normalisation_options_take_three_numbers(fake_data, tmp_path):
     assert state["mean"] == [0.5] * 3 and state["std"] == [0.25] * 3
 
 
-
 def test_low_res_size_takes_one_size_or_one_per_epoch(fake_data, tmp_path):
     from cifarlab.checkpoint import load_checkpoint
 
