@@ -99,7 +99,7 @@ def test_muon_presets_keep_the_records_rates_per_image():
     assert (record.batch_size, record.lr, record.norm_bias_lr_scale) == (2000, 1.656, 64.0)
     assert record.lr * record.weight_decay == pytest.approx(0.004)
     assert record.tta == "flip-translate" and record.tta_share == 0.2  # 2.2 views, not 6
-    for name in ("fast", "94"):
+    for name in ("fast", "94", "95"):
         c = make_config(name)
         assert c.optimizer == "muon" and (c.muon_lr, c.muon_momentum) == (0.24, 0.6)
         assert c.lr / c.batch_size == pytest.approx(record.lr / record.batch_size)
