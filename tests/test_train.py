@@ -444,3 +444,20 @@ def test_the_trained_network_uses_trimmed_convolutions_on_the_cpu(fake_data, tmp
     convs = [m for m in t.nets.model.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(type(m) is TrimmedConv2d for m in convs)
     assert t.optimizer.ns_dtype == (torch.bfloat16 if t.amp == torch.bfloat16 else torch.float32)
+
+
+def test_compile_wraps_the_training_model_or_says_why_it_cannot(fake_data, tmp_path,
+                                                                 monkeypatch):
+    import torch._inductor.cpp_builder as builder
+
+    t = Trainer(tiny_config(fake_data, tmp_path, compile=True))
+    if t.compile_blocker is None:  # this machine has a C++ compiler
+        assert t.compiled and t.nets.train_model is not t.nets.model
+
+    def no_compiler():
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(builder, "get_cpp_compiler", no_compiler)
+    t = Trainer(tiny_config(fake_data, tmp_path, compile=True))
+    assert not t.compiled and t.nets.train_model is t.nets.model
+    assert "needs a C++ compiler" in t.compile_blocker

@@ -52,10 +52,11 @@ class Networks:
 
 def build_networks(cfg: Config, num_classes: int, train_images: torch.Tensor,
                    device: torch.device, dist: Dist, channels_last: bool,
-                   fresh: bool = True) -> Networks:
+                   fresh: bool = True, compiled: bool = False) -> Networks:
     """The model (initial weights: pretrained, from a file or data-dependent such as fastnet's
     whitening; memory format), its training wrappers (DDP, torch.compile) and its EMA.
-    `fresh=False` (a resumed run, whose weights come from last.pt) skips fetching weights."""
+    `fresh=False` (a resumed run, whose weights come from last.pt) skips fetching weights;
+    `compiled` wraps the training model in torch.compile."""
     seed_everything(cfg.seed)
     weights = cfg.weights if fresh else None
     model = create_model(cfg.model, num_classes, pretrained=fresh and cfg.pretrained,
@@ -77,7 +78,7 @@ def build_networks(cfg: Config, num_classes: int, train_images: torch.Tensor,
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         ids = [device.index] if device.type == "cuda" else None
         train_model = DistributedDataParallel(model, device_ids=ids)
-    if cfg.compile:
+    if compiled:
         train_model = torch.compile(train_model)
     ema = (AveragedModel(model, multi_avg_fn=ema_update_fn(cfg.ema_decay), use_buffers=True)
            if cfg.ema_decay else None)

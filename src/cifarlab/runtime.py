@@ -41,6 +41,19 @@ def use_channels_last(setting: bool | None, device: torch.device) -> bool:
     return setting if setting is not None else device.type in ("cuda", "cpu")
 
 
+def compile_blocker(device: torch.device) -> str | None:
+    """Why torch.compile cannot run on `device`, or None when it can. On the CPU, inductor
+    builds its kernels with a C++ compiler, which a user's machine may lack."""
+    if device.type != "cpu":
+        return None
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+        get_cpp_compiler()
+    except Exception:  # a private API: whatever fails there, compiling would fail too
+        return "torch.compile on the CPU needs a C++ compiler (g++ or clang++, or set CXX)"
+    return None
+
+
 def eval_batch_size(setting: int | None, device: torch.device) -> int:
     """Images per forward pass in evaluation. On the CPU 250: the activations of a batch stay
     in cache (2-core AMD EPYC, benchmarks/validation_views.py: 7-37% faster than 1,000 for

@@ -42,6 +42,7 @@ from cifarlab.runs import (
 from cifarlab.runtime import (
     amp_dtype,
     autocast,
+    compile_blocker,
     eval_batch_size,
     keep_freed_memory,
     resolve_device,
@@ -73,6 +74,8 @@ class Trainer:
             keep_freed_memory()
         self.amp = amp_dtype(cfg.amp, self.device)
         self.channels_last = use_channels_last(cfg.channels_last, self.device)
+        self.compile_blocker = compile_blocker(self.device) if cfg.compile else None
+        self.compiled = cfg.compile and self.compile_blocker is None
         if data is None:
             data = load_data(cfg.dataset, cfg.data_dir, cfg.download, cfg.val_size,
                              cfg.split_seed, cfg.image_size)
@@ -88,7 +91,8 @@ class Trainer:
             raise CifarlabError("this dataset has no test/ folder and no validation split: "
                                 "nothing to evaluate on; drop --val-size 0 or add test/")
         self.nets = build_networks(cfg, len(self.classes), self.data.train_images, self.device,
-                                   self.dist, self.channels_last, fresh)
+                                   self.dist, self.channels_last, fresh,
+                                   compiled=self.compiled)
         self.optimizer = build_optimizer(self.nets.model, cfg, len(self.classes), self.amp)
         self.steps_per_epoch = max(1, len(self.data.train_images) // cfg.batch_size)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.steps_per_epoch)
@@ -202,7 +206,10 @@ class Trainer:
         params = sum(p.numel() for p in self.nets.model.parameters())
         log(f"cifarlab {__version__}  preset {cfg.preset}  model {cfg.model} "
             f"({params / 1e6:.2f}M parameters)  device {self.device}  "
-            f"precision {self.amp or torch.float32}".replace("torch.", ""))
+            f"precision {self.amp or torch.float32}".replace("torch.", "")
+            + ("  compiled" if self.compiled else ""))
+        if self.compile_blocker:
+            log(f"not compiled: {self.compile_blocker}; training without it (slower)")
         test = (f"{len(self.data.test_images)} test images" if self.data.has_test else
                 "no test set (no test/ folder): validation only")
         log(f"{cfg.dataset}: {len(self.data.train_images)} train, {len(self.data.val_images)} "

@@ -81,7 +81,9 @@ class FastNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.groups(self.act(self.whiten(x)))
-        x = torch.amax(x, dim=(2, 3))
+        # In float32: under torch.compile on the CPU (torch 2.14, inductor) a bf16 amax after
+        # the fused BatchNorm-GELU gets NaN gradients; eager results are the same either way.
+        x = torch.amax(x.float(), dim=(2, 3))
         return self.head(x) * self.logit_scale
 
 
