@@ -437,6 +437,31 @@ def test_training_on_the_cpu_reuses_freed_memory_instead_of_faulting_it_in_again
     assert calls == [1]
 
 
+_RELEASES = """
+import os, torch
+from cifarlab.runtime import keep_freed_memory, release_freed_memory
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+keep_freed_memory()
+block = torch.ones(2**26)  # 256 MB, kept after the del
+del block
+kept = rss_mb()
+print(release_freed_memory(), kept - rss_mb())
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc's allocator: Linux only")
+def test_training_hands_the_kept_memory_back_before_the_test(fake_data, tmp_path,
+                                                             monkeypatch):
+    out = subprocess.run([sys.executable, "-c", _RELEASES], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == "True" and float(out[1]) > 200, out  # MB handed back
+    calls = []
+    monkeypatch.setattr("cifarlab.trainer.release_freed_memory", lambda: calls.append(1))
+    fit_in(Trainer(tiny_config(fake_data, tmp_path, epochs=1)), tmp_path / "run")
+    assert calls == [1]
+
+
 def test_the_trained_network_uses_trimmed_convolutions_on_the_cpu(fake_data, tmp_path):
     from cifarlab.models.trimmed_conv import TrimmedConv2d
 

@@ -45,6 +45,7 @@ from cifarlab.runtime import (
     compile_blocker,
     eval_batch_size,
     keep_freed_memory,
+    release_freed_memory,
     resolve_device,
     use_channels_last,
 )
@@ -224,6 +225,8 @@ class Trainer:
                 if self.state.early_stopped:
                     break
                 self.finish_epoch(epoch, *self.train_epoch(epoch))
+        if self.device.type == "cpu":  # the steps' kept memory: the test would only add to it
+            release_freed_memory()
         return {"epochs": self.state.epoch, "best_epoch": self.state.best_epoch,
                 "best_val_acc": self.state.best_score if self.has_val else None,
                 "early_stopped": self.state.early_stopped, "train_seconds": self.elapsed(),
