@@ -7,6 +7,7 @@ import ctypes
 import os
 import platform
 import random
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -94,6 +95,16 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def _glibc(name: str) -> Callable[..., int] | None:
+    """glibc's function `name` on Linux, or None elsewhere (e.g. macOS or musl)."""
+    if platform.system() != "Linux":
+        return None
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def keep_freed_memory() -> bool:
     """On glibc (Linux), keep freed memory for reuse instead of handing it back to the system.
     glibc gives large blocks their own mappings and unmaps them on free, so every training step
@@ -101,28 +112,20 @@ def keep_freed_memory() -> bool:
     (2-core AMD EPYC, `benchmarks/step_time.py --freed-memory`), for 0.1-0.3 GB more peak
     memory in whole runs. Process-wide and lasting: for processes that train or evaluate.
     Returns whether it took (False elsewhere, e.g. macOS or musl)."""
-    if platform.system() != "Linux":
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
+    mallopt = _glibc("mallopt")
     m_trim_threshold, m_mmap_max = -1, -4  # glibc's <malloc.h>
-    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
+    return (mallopt is not None and bool(mallopt(m_mmap_max, 0))
+            and bool(mallopt(m_trim_threshold, 2**31 - 1)))
 
 
 def release_freed_memory() -> bool:
     """Hand the freed memory that `keep_freed_memory` kept back to the system (glibc's
     malloc_trim), e.g. once training ends: the test and the report then start from the memory
     in use, not from the steps' high-water mark. Returns whether it ran (glibc only)."""
-    if platform.system() != "Linux":
-        return False
-    try:
-        malloc_trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return False
-    malloc_trim(0)
-    return True
+    malloc_trim = _glibc("malloc_trim")
+    if malloc_trim is not None:
+        malloc_trim(0)
+    return malloc_trim is not None
 
 
 def seed_everything(seed: int) -> None:
