@@ -1,6 +1,6 @@
 """Write CIFAR-10 (or CIFAR-100) as an image folder, to train on it as on your own images.
 
-    python benchmarks/cifar_to_folders.py --data-dir ../shared/data --out /tmp/cifar10-png
+    python benchmarks/cifar_to_folders.py --data-dir PATH --out /tmp/cifar10-png
     cifarlab train --dataset folder --data-dir /tmp/cifar10-png --seed 0
 
 Layout: OUT/train/CLASS/NNNNN.png and OUT/test/CLASS/NNNNN.png (torchvision's ImageFolder),

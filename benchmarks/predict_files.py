@@ -4,8 +4,8 @@ Writes N test images as files (JPEG, upscaled to SIZE×SIZE like small photos, o
 into a temporary folder, then times the whole `cifarlab predict RUN FOLDER` command, start-up
 included, and prints files per second.
 
-    python benchmarks/predict_files.py runs/readme-report --data-dir ../shared/data -n 10000
-    python benchmarks/predict_files.py RUN --data-dir ../shared/data -- --tta none
+    python benchmarks/predict_files.py runs/readme-report --data-dir PATH -n 10000
+    python benchmarks/predict_files.py RUN --data-dir PATH -- --tta none
 """
 
 from __future__ import annotations

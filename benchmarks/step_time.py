@@ -23,12 +23,12 @@ import time
 import torch
 import torch.nn.functional as F
 
-from cifarlab.bench import cpu_name
-from cifarlab.config import make_config
+from cifarlab.jobs.bench import cpu_name
 from cifarlab.models import create_model
 from cifarlab.models.trimmed_conv import trim_convolutions
-from cifarlab.optim import build_optimizer
+from cifarlab.runs import make_config
 from cifarlab.runtime import amp_dtype, autocast, keep_freed_memory, resolve_device
+from cifarlab.training.optim import build_optimizer
 
 
 def seconds_per_epoch(model, optimizer, batch: int, steps: int, device, amp

@@ -6,7 +6,7 @@ torchvision's resnet18(weights=None, num_classes=10) with SGD 0.01 / 0.9 / 5e-4,
 had. It times BATCHES batches after a short warm-up and prints the seconds per epoch that gives
 (391 batches of 128 for the 50,000 images the script trained on), and the data loading alone.
 
-    python benchmarks/teaching_pipeline.py --data-dir ../shared/data --batches 40
+    python benchmarks/teaching_pipeline.py --data-dir PATH --batches 40
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class LocalCIFAR10(torchvision.datasets.CIFAR10):
         return True
 
     def _load_meta(self) -> None:
-        from cifarlab.data import class_names, find_dataset
+        from cifarlab.data.cifar import class_names, find_dataset
 
         self.classes = class_names(find_dataset("cifar10", self.root, False), "cifar10")
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}

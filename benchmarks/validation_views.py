@@ -17,10 +17,10 @@ import time
 
 import torch
 
-from cifarlab.bench import cpu_name
-from cifarlab.config import Config, make_config
-from cifarlab.inference import Classifier, predict_logits
-from cifarlab.models import create_model
+from cifarlab.data import DATASETS
+from cifarlab.jobs.bench import cpu_name
+from cifarlab.models import Classifier, create_model, predict_logits
+from cifarlab.runs import Config, make_config
 from cifarlab.runtime import amp_dtype, eval_batch_size, resolve_device, use_channels_last
 
 
@@ -30,9 +30,9 @@ def classifier(cfg: Config, tta: str) -> Classifier:
     channels_last = use_channels_last(cfg.channels_last, device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    mean, std = cfg.normalization()
-    return Classifier(net, mean, std, [str(i) for i in range(10)], tta,
-                      amp_dtype(cfg.amp, device), channels_last).to(device)
+    cfg = cfg.resolved(None, DATASETS[cfg.dataset].stats)  # the dataset's mean and std
+    return Classifier(net, cfg.mean, cfg.std, [str(i) for i in range(10)], tta=tta,
+                      amp=amp_dtype(cfg.amp, device), channels_last=channels_last).to(device)
 
 
 def best_seconds(model: Classifier, images: torch.Tensor, batch_sizes: list[int],

@@ -1,6 +1,6 @@
 """The teaching write-up's comparisons, reproduced in short runs, then put side by side.
 
-    python experiments/seed_comparisons.py --data-dir ../shared/data
+    python experiments/seed_comparisons.py --data-dir PATH
 
 Trains, one after the other, each as its own `cifarlab train` (seed 0, a validation split of
 5,000 images that picks the epoch, the test set once at the end):
@@ -18,11 +18,12 @@ OUT/pictures/ and prints a Markdown table. About 15 minutes on a 2-core CPU.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from cifarlab.runs import RunFolder
 
 NO_AUGMENTATION = ["--crop-padding", "0", "--no-flip", "--rotation", "0",
                    "--color-jitter", "0", "0", "0", "0"]
@@ -53,7 +54,7 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "cifarlab", "train", *options, "--seed", "0",
                         "--data-dir", args.data_dir, "--run-dir", str(run_dir), "--no-report"],
                        check=True)
-        m = json.loads((run_dir / "metrics.json").read_text())
+        m = RunFolder(run_dir).metrics()
         worst = min(m["per_class"], key=lambda c: m["per_class"][c])
         rows.append(f"| {name} | {m['epochs']} | {m['test_top1']:.2f}% | {worst} "
                     f"{m['per_class'][worst]:.1f}% | {time.perf_counter() - t0:.0f} s |")

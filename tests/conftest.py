@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny CIFAR datasets written in the official pickle format, a local server."""
+"""Shared fixtures and helpers: tiny CIFAR datasets written in the official pickle format, tiny
+settings (as a Config, as a Trainer, as command-line options), a run's rows, a local server."""
 
 from __future__ import annotations
 
@@ -6,15 +7,21 @@ import functools
 import hashlib
 import http.server
 import io
+import json
 import pickle
 import tarfile
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
-from cifarlab.data import CIFAR10_CLASSES, DATASETS
+from cifarlab.data import CIFAR10_CLASSES, DATASETS, load_data
+from cifarlab.runs import Config, RunFolder, make_config, option_name
+from cifarlab.runtime import seed_everything
+from cifarlab.training import Trainer, build_trainer
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -45,6 +52,57 @@ TINY = dict(model="fastnet", model_args={"widths": [8, 16, 16], "whiten_width": 
             batch_size=32, val_size=50, lr=0.05, warmup=0, epochs=2, amp="off",
             tta="none", report=False, device="cpu", optimizer="sgd", weight_decay=1.33e-3,
             whiten_bias_share=0.3, low_res_epochs=0)
+
+
+def tiny_config(data: Path, run_dir: Path | None = None, **kw: Any) -> Config:
+    """TINY settings (on the `fast` preset) for the dataset in `data`, changed by `kw`."""
+    where = {"data_dir": str(data), **({"run_dir": str(run_dir)} if run_dir else {})}
+    return make_config("fast", **{**TINY, **where, **kw})
+
+
+def tiny_trainer(data: Path, **kw: Any) -> Trainer:
+    """A Trainer of TINY settings, built as a training run builds one (seeded, the settings
+    resolved), on the CPU; nothing is written."""
+    cfg = tiny_config(data, **kw)
+    splits = load_data(cfg.dataset, cfg.data_folder(), download=cfg.download,
+                       val_size=cfg.val_size, split_seed=cfg.split_seed,
+                       image_size=cfg.image_size)
+    seed_everything(cfg.seed)
+    return build_trainer(cfg.resolved(cfg.data_folder(), splits.stats), splits,
+                         device=torch.device("cpu"))
+
+
+def fit_in(trainer: Trainer, run_dir: Path) -> dict:
+    """Train a Trainer built by a test into a new run folder, as `cifarlab.train` does."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with RunFolder(run_dir) as folder:
+        folder.write_config(trainer.cfg)
+        return trainer.fit(folder)
+
+
+def as_flags(settings: dict[str, Any]) -> list[str]:
+    """Settings as the command-line options of `cifarlab train`."""
+    flags: list[str] = []
+    for name, value in settings.items():
+        if isinstance(value, bool):
+            flags.append(option_name(name) if value else option_name("no_" + name))
+        elif isinstance(value, (list, tuple)):
+            flags += [option_name(name), *map(str, value)]
+        else:
+            text = json.dumps(value) if isinstance(value, dict) else str(value)
+            flags += [option_name(name), "none" if value is None else text]
+    return flags
+
+
+def tiny_args(data: Path, run_dir: Path, **kw: Any) -> list[str]:
+    """TINY settings as `cifarlab train` options, for the dataset in `data`."""
+    return as_flags({**TINY, "data_dir": str(data), "run_dir": str(run_dir), **kw})
+
+
+def rows(run_dir: Path, timings: bool = False) -> list[dict[str, Any]]:
+    """A run's metrics.csv rows, without the timing columns unless `timings`."""
+    return [{k: v for k, v in row.items() if timings or "seconds" not in k}
+            for row in RunFolder(run_dir).rows()]
 
 
 def fake_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -85,6 +143,12 @@ def make_tarball(folder: Path, out: Path) -> str:
     return hashlib.md5(out.read_bytes()).hexdigest()
 
 
+def serve_cifar_tarball(tmp_path: Path, www: Path) -> str:
+    """A fake CIFAR-10 as the official tarball in `www` (served by `http_server`); its MD5."""
+    folder = write_fake_cifar(tmp_path / "src")
+    return make_tarball(folder, www / "cifar-10-python.tar.gz")
+
+
 def add_member(tar: tarfile.TarFile, name: str, data: bytes = b"x", **attrs) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
@@ -98,6 +162,15 @@ def fake_data(tmp_path: Path) -> Path:
     """A data dir holding a tiny CIFAR-10 (300 train, 100 test images)."""
     root = tmp_path / "data"
     write_fake_cifar(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def bigger_data(tmp_path_factory) -> Path:
+    """900 training images, 100 test images: enough steps per epoch to stop a process in the
+    middle of one, or to share an epoch between processes."""
+    root = tmp_path_factory.mktemp("bigger-data")
+    write_fake_cifar(root, per_file=200)
     return root
 
 
@@ -138,13 +211,3 @@ def real_data() -> Path:
         pytest.skip(f"real CIFAR-10 not found at {REAL_DATA}/cifar-10-batches-py (the shared "
                     "read-only copy beside the checkout)")
     return REAL_DATA
-
-
-def fit_in(trainer, run_dir: Path) -> dict:
-    """Train a Trainer built by a test into a new run folder, as `cifarlab.train` does."""
-    from cifarlab.runs import RunFolder
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with RunFolder(run_dir) as folder:
-        folder.write_config(trainer.cfg)
-        return trainer.fit(folder)

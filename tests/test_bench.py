@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from cifarlab.bench import markdown_table, summarize
 from cifarlab.cli import main
 from cifarlab.data import load_cifar
+from cifarlab.jobs.bench import markdown_table, summarize
 
 
 def test_summary_statistics():

@@ -8,10 +8,9 @@ import re
 from PIL import Image
 
 from cifarlab import train
-from cifarlab.checkpoint import load_checkpoint
 from cifarlab.cli import main
-from cifarlab.config import DATASET_STATS
 from cifarlab.data import DATASETS, load_cifar
+from cifarlab.runs import open_checkpoint
 from conftest import TINY, make_tarball, write_fake_cifar
 
 
@@ -37,7 +36,7 @@ def test_cifar100_downloads_trains_evaluates_and_reports(tmp_path, http_server, 
     with Image.open(run / "per_class.png") as img:
         assert img.height < 1500  # 20 bars, not 100
     # CIFAR-100 is normalised with its own statistics, not CIFAR-10's.
-    assert load_checkpoint(run)["mean"] == list(DATASET_STATS["cifar100"][0])
+    assert open_checkpoint(run).config.mean == DATASETS["cifar100"].stats[0]
     # The report's table shows the same 20 classes as the log, not all 100.
     ranked = sorted(m["per_class"].items(), key=lambda t: t[1])
     extremes = [c for c, _ in ranked[:10] + ranked[-10:]]

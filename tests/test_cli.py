@@ -1,3 +1,5 @@
+"""The `cifarlab` command end to end: help, errors as one line, train then evaluate."""
+
 import json
 import os
 import subprocess
@@ -6,13 +8,8 @@ import sys
 import pytest
 
 from cifarlab.cli import main
-from conftest import TINY
-
-
-def tiny_args(fake_data, run_dir):
-    return ["--data-dir", str(fake_data), "--run-dir", str(run_dir), "--model", "fastnet",
-            "--model-args", json.dumps(TINY["model_args"]), "--batch-size", "32",
-            "--val-size", "50", "--epochs", "2", "--no-report"]
+from cifarlab.runs import RunFolder, open_checkpoint
+from conftest import tiny_args
 
 
 def test_help_lists_every_option_with_its_default():
@@ -46,6 +43,15 @@ def test_train_then_evaluate_end_to_end(fake_data, tmp_path, capsys):
     metrics = json.loads(capsys.readouterr().out)
     assert metrics["top1"] == pytest.approx(json.loads((run / "metrics.json").read_text())
                                             ["test_top1"])
+
+
+def test_train_from_a_preset_with_options(fake_data, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "tutorial", "--data-dir", str(fake_data), "--run-dir",
+                 str(run), "--epochs", "1", "--val-size", "50", "--no-report", "--quiet"]) == 0
+    cfg = RunFolder(run).settings()
+    assert (cfg.preset, cfg.model, cfg.epochs, cfg.batch_size) == ("tutorial", "tutorial-cnn",
+                                                                   1, 64)
 
 
 def test_train_from_config_file(fake_data, tmp_path, capsys):
@@ -90,19 +96,29 @@ def test_models_and_presets_listings(capsys):
 
 
 def test_normalisation_options_take_three_numbers(fake_data, tmp_path):
-    from cifarlab.checkpoint import load_checkpoint
-
     run = tmp_path / "run"
-    assert main(["train", *tiny_args(fake_data, run), "--mean", "0.5", "0.5", "0.5",
-                 "--std", "0.25", "0.25", "0.25", "--epochs", "1", "--quiet"]) == 0
-    state = load_checkpoint(run)
-    assert state["mean"] == [0.5] * 3 and state["std"] == [0.25] * 3
+    assert main(["train", *tiny_args(fake_data, run, epochs=1), "--mean", "0.5", "0.5", "0.5",
+                 "--std", "0.25", "0.25", "0.25", "--quiet"]) == 0
+    cfg = open_checkpoint(run).config
+    assert cfg.mean == (0.5,) * 3 and cfg.std == (0.25,) * 3
 
 
 def test_low_res_size_takes_one_size_or_one_per_epoch(fake_data, tmp_path):
-    from cifarlab.checkpoint import load_checkpoint
-
     run = tmp_path / "run"
-    assert main(["train", *tiny_args(fake_data, run), "--epochs", "3", "--low-res-epochs", "2",
+    assert main(["train", *tiny_args(fake_data, run, epochs=3), "--low-res-epochs", "2",
                  "--low-res-size", "16", "24", "--quiet"]) == 0
-    assert tuple(load_checkpoint(run)["config"]["low_res_size"]) == (16, 24)
+    assert RunFolder(run).settings().low_res_size == (16, 24)
+
+
+def test_only_bench_takes_options_after_a_double_dash(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--", "--epochs", "1"])
+    assert "only `cifarlab bench` takes options after `--`" in capsys.readouterr().err
+
+
+def test_presets_list_their_network_part_apart(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    fast = out.split("\n90:")[0]
+    assert "network (left out when you name another --model): --model fastnet" in fast
+    assert "--low-res-epochs 1" in fast.split("recipe:")[0] and "--optimizer muon" in fast

@@ -8,7 +8,7 @@ import pytest
 
 from cifarlab import train
 from cifarlab.cli import main
-from cifarlab.compare import class_changes, compare_runs, differing_settings, load_run
+from cifarlab.reporting.compare import class_changes, compare_runs, differing_settings, load_run
 from conftest import TINY, images_in_chromium, needs_chromium
 
 

@@ -1,7 +1,13 @@
+"""A run's settings (runs/config.py, runs/presets.py): precedence, files, conversion, one-line
+errors, presets and their network part, settings of older versions."""
+
 import pytest
 import torch
 
-from cifarlab.config import PRESETS, ConfigError, make_config
+from cifarlab.data import DATASETS
+from cifarlab.errors import ConfigError
+from cifarlab.models import IMAGENET_STATS
+from cifarlab.runs import PRESETS, Config, make_config
 from cifarlab.runtime import eval_batch_size
 
 
@@ -124,19 +130,41 @@ def test_another_model_starts_with_its_own_arguments(tmp_path):
         "widths": [8, 16, 32, 64]}
 
 
-def test_cli_model_override_builds(fake_data, tmp_path):
-    from cifarlab.trainer import Trainer
+def test_another_model_keeps_the_recipe_and_leaves_the_presets_network_part():
+    fast, other = make_config("fast"), make_config("fast", model="resnet9")
+    network = PRESETS["fast"].network
+    assert network["model"] == "fastnet" and {"low_res_epochs", "norm_bias_lr_scale"} <= set(
+        network)
+    assert (fast.low_res_epochs, fast.norm_bias_lr_scale) == (1, 64.0)
+    assert (other.low_res_epochs, other.norm_bias_lr_scale) == (0, 1.0)  # the base values
+    for key in PRESETS["fast"].recipe:  # the recipe stays: Muon, its rates, the test views
+        assert getattr(other, key) == getattr(fast, key), key
+    assert make_config("fast", model="resnet9", low_res_epochs=1).low_res_epochs == 1
 
-    cfg = make_config("fast", model="resnet9", data_dir=str(fake_data), val_size=50)
-    assert Trainer(cfg).nets.model.__class__.__name__ != "FastNet"
+
+def test_cli_model_override_builds(fake_data):
+    from cifarlab.models import create_model
+    from conftest import tiny_trainer
+
+    t = tiny_trainer(fake_data, model="resnet9", model_args={})
+    reference = create_model("resnet9")
+    assert type(t.nets.model) is type(reference)
+    assert [p.shape for p in t.nets.model.parameters()] == [p.shape for p in
+                                                            reference.parameters()]
 
 
-def test_normalisation_defaults_to_the_datasets_own():
-    from cifarlab.config import DATASET_STATS
-
-    assert make_config("fast").normalization() == DATASET_STATS["cifar10"]
-    assert make_config("fast", dataset="cifar100").normalization() == DATASET_STATS["cifar100"]
-    assert make_config("seed").normalization() == ((0.5,) * 3, (0.5,) * 3)  # set: kept
+def test_normalisation_resolves_to_the_datasets_own():
+    cifar10, cifar100 = DATASETS["cifar10"].stats, DATASETS["cifar100"].stats
+    fast = make_config("fast")
+    assert fast.mean is None  # until a run resolves it against its data
+    resolved = fast.resolved("data", cifar10)
+    assert (resolved.mean, resolved.std) == cifar10 and resolved.data_dir == "data"
+    c100 = make_config("fast", dataset="cifar100").resolved("data", cifar100)
+    assert (c100.mean, c100.std) == cifar100
+    seed = make_config("seed").resolved("data", cifar10)
+    assert seed.mean == seed.std == (0.5,) * 3  # set by the preset: kept
+    pretrained = make_config("finetune").resolved("data", cifar10)
+    assert (pretrained.mean, pretrained.std) == IMAGENET_STATS
 
 
 def test_warmup_is_a_share_of_the_run():
@@ -146,8 +174,6 @@ def test_warmup_is_a_share_of_the_run():
 
 
 def test_settings_saved_by_an_older_version_mean_what_they_meant():
-    from cifarlab.config import Config
-
     old = make_config("fast", epochs=4).to_dict()
     del old["warmup"], old["whiten_bias_share"]
     old.update(warmup_epochs=0.8, model_args={"widths": [32, 64, 128], "bn_momentum": 0.4})
@@ -156,3 +182,29 @@ def test_settings_saved_by_an_older_version_mean_what_they_meant():
     assert cfg.model_args == {"bn_eps": 1e-5, "widths": [32, 64, 128], "bn_momentum": 0.4}
     old["low_res_size"] = 24  # one size, from before sizes could ramp
     assert Config.from_dict(old).low_res_size == (24,)
+    # An unset normalisation meant the dataset's own: today it is the numbers.
+    assert Config.from_dict(old).mean == DATASETS["cifar10"].stats[0]
+
+
+def test_runs_saved_before_the_setting_keep_float32_newton_schulz():
+    saved = make_config("fast").to_dict()
+    del saved["muon_ns_precision"]
+    assert Config.from_dict(saved).muon_ns_precision == "float32"
+
+
+@pytest.mark.parametrize("sizes, message", [
+    ([24, 28], "one size, or one per low-res epoch \\(3\\), not 2"),
+    ([24, 40, 28], "must be in \\[8, image_size\\]"),
+])
+def test_low_res_sizes_that_do_not_fit_are_one_line_errors(sizes, message):
+    with pytest.raises(ConfigError, match=message):
+        make_config("94", low_res_size=sizes)
+
+
+def test_low_res_sizes_take_one_size_or_one_per_epoch():
+    with pytest.raises(ConfigError, match="low_res_epochs"):
+        make_config("fast", epochs=4, low_res_epochs=5)
+    one = make_config("fast", epochs=3, low_res_epochs=2, low_res_size=20)  # a lone size: all
+    assert one.low_res_size == (20,) and [one.epoch_size(e) for e in (1, 2, 3)] == [20, 20, 32]
+    ramp = make_config("fast", epochs=4, low_res_epochs=3, low_res_size=[16, 24, 28])
+    assert [ramp.epoch_size(e) for e in range(1, 5)] == [16, 24, 28, 32]

@@ -1,6 +1,5 @@
 """torchrun with gloo on the CPU: two processes train one run, as one process would."""
 
-import csv
 import json
 import signal
 import subprocess
@@ -9,42 +8,31 @@ import time
 
 import pytest
 
-from conftest import TINY, write_fake_cifar
+from conftest import as_flags, rows, tiny_args
 
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ddp-data")
-    write_fake_cifar(root, per_file=200)
-    return root
+RUN = dict(val_size=100, epochs=3, report=False, num_threads=1, device="cpu")
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
 
 
 def train_cmd(data, run, nproc, *extra):
-    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                 "--nproc-per-node", str(nproc)] if nproc > 1 else [sys.executable])
-    return subprocess.run([*launcher, "-m", "cifarlab", "train", "--data-dir", str(data),
-                           "--run-dir", str(run), "--val-size", "100", "--epochs", "3",
-                           "--no-report", "--num-threads", "1", "--device", "cpu", *extra],
-                          capture_output=True, text=True, timeout=300)
+    launcher = [*TORCHRUN, str(nproc)] if nproc > 1 else [sys.executable]
+    return subprocess.run([*launcher, "-m", "cifarlab", "train", *as_flags(
+        {"data_dir": str(data), "run_dir": str(run), **RUN}), *extra],
+        capture_output=True, text=True, timeout=300)
 
 
-def rows(run):
-    with open(run / "metrics.csv") as f:
-        return list(csv.DictReader(f))
-
-
-def test_two_processes_match_one_with_the_same_global_batch(data, tmp_path):
+def test_two_processes_match_one_with_the_same_global_batch(bigger_data, tmp_path):
     """Without BatchNorm, dropout or augmentation, averaging the gradients of two halves of
     each batch is the gradient of the whole batch: the runs agree to float precision."""
     recipe = ["--preset", "tutorial", "--model-args", '{"dropout": 0}', "--batch-size", "32"]
-    two = train_cmd(data, tmp_path / "two", 2, *recipe)
+    two = train_cmd(bigger_data, tmp_path / "two", 2, *recipe)
     assert two.returncode == 0, two.stderr[-3000:]
-    one = train_cmd(data, tmp_path / "one", 1, *recipe)
+    one = train_cmd(bigger_data, tmp_path / "one", 1, *recipe)
     assert one.returncode == 0, one.stderr
     assert two.stdout.count("epoch   1/3") == 1 and two.stdout.count("test accuracy") == 1
     for a, b in zip(rows(tmp_path / "two"), rows(tmp_path / "one"), strict=True):
         for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
-            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-4, abs=1e-5), key
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-5), key
     m2, m1 = (json.loads((tmp_path / r / "metrics.json").read_text()) for r in ("two", "one"))
     assert m2["test_top1"] == pytest.approx(m1["test_top1"])
     assert m2["test_loss"] == pytest.approx(m1["test_loss"], rel=1e-3)
@@ -53,34 +41,36 @@ def test_two_processes_match_one_with_the_same_global_batch(data, tmp_path):
         "train.log"]
 
 
-FASTNET = ["--model", "fastnet", "--model-args", json.dumps(TINY["model_args"]), "--lr", "0.05",
-           "--warmup", "0", "--amp", "off", "--tta", "none", "--batch-size", "32"]
+def fastnet_args(data, run, **kw):
+    """TINY's fastnet with its augmentation, for a torchrun run on `data`."""
+    return tiny_args(data, run, **{**RUN, **kw})
 
 
 @pytest.fixture(scope="module")
-def fastnet_run(data, tmp_path_factory):
+def fastnet_run(bigger_data, tmp_path_factory):
     run = tmp_path_factory.mktemp("ddp-fastnet") / "run"
-    r = train_cmd(data, run, 2, *FASTNET)
+    r = subprocess.run([*TORCHRUN, "2", "-m", "cifarlab", "train",
+                        *fastnet_args(bigger_data, run)], capture_output=True, text=True,
+                       timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     return run
 
 
-def test_fastnet_with_batchnorm_and_augmentation_trains_in_two_processes(data, fastnet_run,
-                                                                         tmp_path):
+def test_fastnet_with_batchnorm_and_augmentation_trains_in_two_processes(bigger_data,
+                                                                         fastnet_run, tmp_path):
     m = json.loads((fastnet_run / "metrics.json").read_text())
     assert m["epochs"] == 3 and m["test_top1"] > 30  # 10 classes: well above chance
-    bad = train_cmd(data, tmp_path / "bad", 2, *FASTNET[:-2], "--batch-size", "33")
+    bad = subprocess.run([*TORCHRUN, "2", "-m", "cifarlab", "train", *fastnet_args(
+        bigger_data, tmp_path / "bad", batch_size=33)], capture_output=True, text=True,
+        timeout=300)
     assert bad.returncode != 0 and "must divide evenly among 2 processes" in bad.stderr
 
 
-def test_a_torchrun_run_stopped_by_sigterm_resumes_exactly(data, fastnet_run, tmp_path):
+def test_a_torchrun_run_stopped_by_sigterm_resumes_exactly(bigger_data, fastnet_run, tmp_path):
     """torchrun passes SIGTERM to its workers: they stop together, each process's share of
     the stopped epoch is saved, and a resumed two-process run ends as the uninterrupted one."""
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-           "2", "-m", "cifarlab", "train", "--data-dir", str(data), "--run-dir", str(run),
-           "--val-size", "100", "--epochs", "3", "--no-report", "--num-threads", "1",
-           "--device", "cpu", *FASTNET]
+    cmd = [*TORCHRUN, "2", "-m", "cifarlab", "train", *fastnet_args(bigger_data, run)]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (run / "metrics.csv").exists() or len(rows(run)) < 1:
@@ -91,13 +81,11 @@ def test_a_torchrun_run_stopped_by_sigterm_resumes_exactly(data, fastnet_run, tm
     assert "stopped by SIGTERM" in (run / "train.log").read_text()
     assert "torchrun --nproc-per-node 2 (as before) -m cifarlab train --resume" in err
     assert not (run / "metrics.json").exists()
-    resumed = subprocess.run([*cmd[:6], "-m", "cifarlab", "train", "--resume", str(run),
+    resumed = subprocess.run([*TORCHRUN, "2", "-m", "cifarlab", "train", "--resume", str(run),
                               "--num-threads", "1", "--device", "cpu"], capture_output=True,
                              text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    strip = [{k: v for k, v in r.items() if "seconds" not in k} for r in rows(run)]
-    assert strip == [{k: v for k, v in r.items() if "seconds" not in k}
-                     for r in rows(fastnet_run)]
+    assert rows(run) == rows(fastnet_run)
     a, b = (json.loads((r / "metrics.json").read_text()) for r in (run, fastnet_run))
     assert (a["test_top1"], a["test_loss"], a["best_epoch"]) == (b["test_top1"], b["test_loss"],
                                                                  b["best_epoch"])

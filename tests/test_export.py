@@ -7,8 +7,8 @@ import torch
 from cifarlab import load_model
 from cifarlab.cli import main
 from cifarlab.data import load_cifar
-from cifarlab.export import export_model, read_metadata, run_exported
-from cifarlab.inference import predict_logits
+from cifarlab.inference.export import export_model, read_metadata, run_exported
+from cifarlab.models import predict_logits
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

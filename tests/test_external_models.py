@@ -9,14 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from cifarlab import train
-from cifarlab.config import IMAGENET_STATS, ConfigError, make_config
-from cifarlab.errors import ModelError
-from cifarlab.export import export_model
-from cifarlab.inference import load_model
-from cifarlab.models import create_model, find_head, list_source_models
-from cifarlab.trainer import Trainer
-from conftest import TINY
+from cifarlab import load_model, train
+from cifarlab.data import DATASETS
+from cifarlab.errors import ConfigError, ModelError
+from cifarlab.inference.export import export_model
+from cifarlab.models import IMAGENET_STATS, create_model, find_head, list_source_models
+from cifarlab.runs import make_config
+from cifarlab.training.optim import build_optimizer
+from conftest import TINY, tiny_trainer
 
 timm = pytest.importorskip("timm", reason="timm models need the timm extra (in dev)")
 
@@ -39,7 +39,8 @@ def body_state(model: nn.Module, head: str) -> dict[str, torch.Tensor]:
 def test_another_librarys_model_trains_on_cifar_shaped_data(fake_data, tmp_path, name):
     settings = {**TINY, "model": name, "model_args": {}, "data_dir": str(fake_data),
                 "run_dir": str(tmp_path / "run"), "epochs": 1, "batch_size": 50}
-    trainer = Trainer(make_config(**{**settings, "epochs": 4, "lr": 0.02}))
+    trainer = tiny_trainer(fake_data, model=name, model_args={}, batch_size=50, epochs=4,
+                           lr=0.02)
     x, y = trainer.data.train_images[:50], trainer.data.train_labels[:50]
     losses = [trainer.step(x, y, None, trainer.nets.train_model)[0].item() for _ in range(15)]
     # Gradients reach the weights: it fits the batch. Single steps are noisy at this size (float
@@ -150,10 +151,15 @@ def test_missing_pretrained_weights_say_where_the_file_goes(tmp_path, monkeypatc
 
 
 def test_pretrained_runs_normalise_with_imagenets_statistics():
-    assert make_config(model="tv:resnet18", pretrained=True).normalization() == IMAGENET_STATS
-    assert make_config(model="tv:resnet18", pretrained=True, mean=(0.5,) * 3
-                       ).normalization()[0] == (0.5,) * 3
-    assert make_config(model="tv:resnet18").normalization() != IMAGENET_STATS
+    cifar = DATASETS["cifar10"].stats
+
+    def normalisation(**kw):
+        cfg = make_config(model="tv:resnet18", **kw).resolved("data", cifar)
+        return cfg.mean, cfg.std
+
+    assert normalisation(pretrained=True) == IMAGENET_STATS
+    assert normalisation(pretrained=True, mean=(0.5,) * 3)[0] == (0.5,) * 3
+    assert normalisation() == cifar
 
 
 def test_the_network_sees_the_image_size_everywhere(fake_data, tmp_path):
@@ -165,8 +171,6 @@ def test_the_network_sees_the_image_size_everywhere(fake_data, tmp_path):
     model.net.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[-1]))
     model(torch.rand(2, 3, 32, 32))  # CIFAR-sized input, resized inside
     assert seen == [40] and model.image_size == 40
-    from cifarlab.export import export_model
-
     meta = export_model(run, "torchscript")["metadata"]
     assert meta["image_size"] == 40 and "(N, 3, 40, 40)" in meta["input"]
 
@@ -178,12 +182,12 @@ def test_a_vit_at_the_wrong_size_is_one_clear_error(fake_data, tmp_path):
 
 
 def test_finetune_trains_the_pretrained_body_slower_than_the_new_head(fake_data, tmp_path):
-    from cifarlab.optim import build_optimizer
-
     weights = tmp_path / "imagenet.pth"
     torch.save(create_model("tv:resnet18", 1000).state_dict(), weights)
     cfg = make_config("finetune", weights=str(weights))
-    assert (cfg.pretrained, cfg.image_size, cfg.normalization()) == (True, 128, IMAGENET_STATS)
+    resolved = cfg.resolved("data", DATASETS["cifar10"].stats)
+    assert (cfg.pretrained, cfg.image_size) == (True, 128)
+    assert (resolved.mean, resolved.std) == IMAGENET_STATS
     model = create_model(cfg.model, 10, pretrained=True, weights=cfg.weights)
     rates = {}
     for group in build_optimizer(model, cfg, 10).param_groups:

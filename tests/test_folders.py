@@ -13,12 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from cifarlab import load_model, train
+from cifarlab import load_model, resume, train
 from cifarlab.cli import main
-from cifarlab.datasets import load_data
+from cifarlab.data import load_data
+from cifarlab.data.folders import channel_stats
 from cifarlab.errors import CifarlabError, DataError
-from cifarlab.folders import channel_stats
-from conftest import TINY
+from conftest import TINY, fit_in, tiny_config, tiny_trainer
 
 CLASSES = ["apple", "kiwi", "plum"]
 COLOURS = {"apple": (200, 40, 40), "kiwi": (60, 170, 50), "plum": (90, 40, 140)}
@@ -158,15 +158,10 @@ def test_predict_and_export_use_the_runs_image_size(image_folder, tmp_path, caps
 
 
 def test_a_stopped_folder_run_of_a_torchvision_model_resumes_exactly(image_folder, tmp_path):
-    from cifarlab.config import make_config
-    from cifarlab.trainer import Trainer
-    from cifarlab.training import resume
-    from conftest import fit_in
-
-    settings = {**TINY, "dataset": "folder", "data_dir": str(image_folder), "val_size": None,
-                "batch_size": 16, "epochs": 2, "model": "tv:mobilenet_v2", "model_args": {}}
-    ref = train(run_dir=str(tmp_path / "ref"), quiet=True, **settings)
-    t = Trainer(make_config(run_dir=str(tmp_path / "run"), **settings))
+    settings = {"dataset": "folder", "val_size": None, "batch_size": 16, "epochs": 2,
+                "model": "tv:mobilenet_v2", "model_args": {}}
+    ref = train(tiny_config(image_folder, tmp_path / "ref", **settings), quiet=True)
+    t = tiny_trainer(image_folder, **settings)
     t.on_epoch_end = lambda row: setattr(t.stop, "signum", signal.SIGINT)
     with pytest.raises(CifarlabError, match="stopped by SIGINT in epoch 2 at step 0"):
         fit_in(t, tmp_path / "run")

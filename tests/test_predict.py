@@ -8,9 +8,9 @@ from PIL import Image
 from cifarlab import load_model
 from cifarlab.cli import main
 from cifarlab.data import load_cifar
-from cifarlab.images import load_image
-from cifarlab.inference import predict_logits
-from cifarlab.predict import expand_inputs, predict_files
+from cifarlab.data.image_files import load_image
+from cifarlab.inference.predict import expand_inputs, predict_files
+from cifarlab.models import predict_logits
 
 
 def rgb(h, w, color):
@@ -63,7 +63,7 @@ def test_predictions_match_the_model_on_the_same_pixels(trained_run, tmp_path):
     same scaling and normalisation as in training."""
     model = load_model(trained_run)
     cfg = model.config
-    data = load_cifar("cifar10", cfg["data_dir"], download=False, val_size=cfg["val_size"])
+    data = load_cifar("cifar10", cfg.data_dir, download=False, val_size=cfg.val_size)
     images = data.test_images[:12]
     for i, img in enumerate(images):
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp_path / f"{i:02d}.png")

@@ -5,10 +5,9 @@ import pytest
 
 from cifarlab import train
 
-# Measured on a 2-core AMD EPYC: 85.83%, 85.53%, 85.88% (seeds 0-2) test accuracy, see
-# benchmarks/cpu-2core.json; the preset's promise (>= 85% every seed) is measured there. This
-# test guards against breakage on whichever CPU runs it (bf16 or float32 changes the digits),
-# so its floor sits half a point under the promise.
+# The preset's promise (>= 85% every seed) is measured by `cifarlab bench` (docs/benchmarks.md,
+# from benchmarks/*.json). This test guards against breakage on whichever CPU runs it (bf16 or
+# float32 changes the digits), so its floor sits half a point under the promise.
 FLOOR = 84.5
 
 

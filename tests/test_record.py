@@ -12,9 +12,11 @@ import torch
 from torch import nn
 
 from cifarlab.cli import main
-from cifarlab.optim import Muon
+from cifarlab.jobs.bench import find_comparators
+from cifarlab.training.muon import Muon
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "airbench94_muon.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPT = BENCHMARKS / "airbench94_muon.py"
 
 
 @pytest.fixture(scope="module")
@@ -79,17 +81,23 @@ def test_it_says_where_the_data_is_missing(tmp_path):
     assert proc.returncode != 0 and "CIFAR-10 not found" in proc.stderr
 
 
-def test_bench_compares_with_the_record_and_merges_seeds(fake_data, tmp_path, monkeypatch,
-                                                         capsys):
+def test_the_checkout_lists_the_record_as_a_comparator():
+    assert find_comparators(BENCHMARKS, []) == {"airbench94_muon": SCRIPT}
+
+
+def test_bench_compares_with_the_record_and_merges_seeds(fake_data, tmp_path, capsys):
     """Two sittings: seed 0 then seed 1, merged into one file with the record beside them.
     The record runs on the tiny data through a wrapper that shrinks its batch."""
-    wrapper = tmp_path / "record.py"
-    wrapper.write_text(f"import runpy, sys\nsys.argv += ['--batch-size', '100', '--epochs', "
-                       f"'1']\nrunpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n")
-    monkeypatch.setattr("cifarlab.bench.RECORD_SCRIPT", wrapper)
+    benchmarks = tmp_path / "benchmarks"
+    benchmarks.mkdir()
+    (benchmarks / "record.py").write_text(
+        f"import runpy, sys\nsys.argv += ['--batch-size', '100', '--epochs', '1']\n"
+        f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n")
+    (benchmarks / "comparators.json").write_text('{"airbench94_muon": {"script": "record.py"}}')
     out = tmp_path / "bench.json"
-    common = ["bench", "tutorial", "--compare-record", "--data-dir", str(fake_data), "--out",
-              str(out), "--runs-dir", str(tmp_path / "runs")]
+    presets = ["bench", "tutorial", "--data-dir", str(fake_data), "--out", str(out),
+               "--runs-dir", str(tmp_path / "runs")]
+    common = [*presets, "--compare-record", "--benchmarks-dir", str(benchmarks)]
     train_args = ["--", "--epochs", "1", "--val-size", "50"]
     assert main([*common, "--seed-list", "0", *train_args]) == 0
     assert main([*common, "--seed-list", "1", *train_args]) == 0
@@ -100,17 +108,20 @@ def test_bench_compares_with_the_record_and_merges_seeds(fake_data, tmp_path, mo
     s = result["summary"]
     assert s["airbench94_muon"]["seeds"] == 2 and s["tutorial"]["seeds"] == 2
     ratio = s["tutorial"]["wall_seconds"]["mean"] / s["airbench94_muon"]["wall_seconds"]["mean"]
-    assert s["tutorial"]["wall_ratio_to_record"] == pytest.approx(ratio)
-    assert "vs record" in capsys.readouterr().out
+    assert s["tutorial"]["wall_ratio"]["airbench94_muon"] == pytest.approx(ratio)
+    assert "vs airbench94_muon" in capsys.readouterr().out
     # Seed 1 again replaces its runs instead of adding to them.
-    assert main([*common, "--seed-list", "1", *train_args]) == 0
+    assert main([*presets, "--seed-list", "1", *train_args]) == 0
     assert json.loads(out.read_text())["summary"]["tutorial"]["seeds"] == 2
     # Other training options are not merged into the same file.
-    assert main([*common, "--seed-list", "2", "--", "--epochs", "2", "--val-size", "50"]) == 2
+    assert main([*presets, "--seed-list", "2", "--", "--epochs", "2", "--val-size", "50"]) == 2
     assert "training options" in capsys.readouterr().err
 
 
-def test_compare_record_needs_a_source_checkout(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("cifarlab.bench.RECORD_SCRIPT", tmp_path / "missing.py")
-    assert main(["bench", "fast", "--compare-record", "--out", str(tmp_path / "b.json")]) == 2
-    assert "source checkout" in capsys.readouterr().err
+def test_compare_record_needs_a_source_checkout(tmp_path, capsys):
+    args = ["bench", "fast", "--out", str(tmp_path / "b.json"), "--compare-record"]
+    assert main([*args, "--benchmarks-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "source checkout" in err and err.count("\n") == 1
+    assert main([*args, "turbo", "--benchmarks-dir", str(BENCHMARKS)]) == 2
+    assert "no comparator turbo" in capsys.readouterr().err

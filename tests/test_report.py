@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifarlab import plots, train
+from cifarlab import train
 from cifarlab.cli import main
-from cifarlab.report import PICTURES, confused_pairs
+from cifarlab.reporting import plots
+from cifarlab.reporting.report import PICTURES, confused_pairs
 from conftest import TINY, images_in_chromium, needs_chromium
 
 
@@ -46,12 +47,12 @@ def test_report_command_redraws_a_run(trained_run, tmp_path, capsys):
 
 
 def test_a_failing_report_loses_nothing(fake_data, tmp_path, monkeypatch):
-    import cifarlab.report
+    import cifarlab.reporting.report
 
     def broken(*args, **kwargs):
         raise RuntimeError("no fonts")
 
-    monkeypatch.setattr(cifarlab.report, "write_report", broken)
+    monkeypatch.setattr(cifarlab.reporting.report, "write_report", broken)
     m = train(data_dir=str(fake_data), run_dir=str(tmp_path / "run"), quiet=True,
               **{**TINY, "report": True})
     assert "test_top1" in m and (tmp_path / "run" / "best.pt").is_file()

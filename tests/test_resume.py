@@ -1,7 +1,6 @@
 """Never lose a run: resume after SIGKILL / SIGINT / SIGTERM with identical results, the lock,
 a NaN stop that keeps the last good checkpoint, a full disk, and refused checkpoints."""
 
-import csv
 import errno
 import json
 import os
@@ -13,43 +12,24 @@ import time
 import pytest
 import torch
 
-import cifarlab.checkpoint
+import cifarlab.runs.checkpoint
 from cifarlab import load_model, resume, train
-from cifarlab.checkpoint import load_checkpoint
 from cifarlab.cli import main
-from cifarlab.config import make_config
-from cifarlab.errors import CheckpointError, CifarlabError
-from cifarlab.run_table import run_state
-from cifarlab.trainer import Trainer, TrainingError
-from conftest import TINY, fit_in, write_fake_cifar
+from cifarlab.errors import CheckpointError, CifarlabError, TrainingError
+from cifarlab.runs import RunFolder, read_checkpoint
+from conftest import TINY, fit_in, rows, tiny_args, tiny_config, tiny_trainer
 
 EPOCHS = 6
 
 
-@pytest.fixture(scope="module")
-def bigger_data(tmp_path_factory):
-    """900 training images: enough steps per epoch to stop a process in the middle."""
-    root = tmp_path_factory.mktemp("resume-data")
-    write_fake_cifar(root, per_file=200)
-    return root
-
-
 def cli_args(data, run):
-    return ["--data-dir", str(data), "--run-dir", str(run), "--model", "fastnet",
-            "--model-args", json.dumps(TINY["model_args"]), "--batch-size", "16",
-            "--val-size", "100", "--epochs", str(EPOCHS), "--lr", "0.05", "--warmup", "0.2",
-            "--amp", "off", "--tta", "none", "--no-report", "--num-threads", "1",
-            "--device", "cpu"]
+    return tiny_args(data, run, batch_size=16, val_size=100, epochs=EPOCHS, warmup=0.2,
+                     num_threads=1)
 
 
 def run_cli(*args, **kw):
     return subprocess.Popen([sys.executable, "-m", "cifarlab", "train", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
-
-
-def rows(run):
-    with open(run / "metrics.csv") as f:
-        return [{k: v for k, v in r.items() if "seconds" not in k} for r in csv.DictReader(f)]
 
 
 def finished_epochs(run):
@@ -73,7 +53,7 @@ def assert_same_run(run, ref):
                 "per_class"):
         assert a[key] == b[key], key
     assert rows(run) == rows(ref)
-    wa, wb = (load_checkpoint(r / "best.pt")["state_dict"] for r in (run, ref))
+    wa, wb = (RunFolder(r).checkpoint("best").state_dict for r in (run, ref))
     for k in wb:
         assert torch.allclose(wa[k].float(), wb[k].float(), atol=1e-6), k
 
@@ -107,11 +87,9 @@ def test_stopped_then_resumed_run_equals_the_uninterrupted_one(bigger_data, refe
 
 
 def test_resume_in_process_with_ema_mixup_and_a_mid_epoch_stop(fake_data, tmp_path):
-    cfg = dict(TINY, data_dir=str(fake_data), epochs=3, ema_decay=0.9, mixup_alpha=0.4,
-               quiet=True)
-    ref = train(run_dir=str(tmp_path / "ref"), **cfg)
-    settings = {k: v for k, v in cfg.items() if k != "quiet"}
-    t = Trainer(make_config(run_dir=str(tmp_path / "run"), **settings))
+    settings = dict(epochs=3, ema_decay=0.9, mixup_alpha=0.4)
+    ref = train(tiny_config(fake_data, tmp_path / "ref", **settings), quiet=True)
+    t = tiny_trainer(fake_data, **settings)
     calls = []
 
     def stop_at_step_12(module, inputs, output):  # like Ctrl-C in epoch 2
@@ -123,12 +101,12 @@ def test_resume_in_process_with_ema_mixup_and_a_mid_epoch_stop(fake_data, tmp_pa
     t.nets.model.register_forward_hook(stop_at_step_12)
     with pytest.raises(CifarlabError, match="stopped by SIGINT in epoch 2"):
         fit_in(t, tmp_path / "run")
-    saved = load_checkpoint(tmp_path / "run" / "last.pt")["resume"]
+    saved = RunFolder(tmp_path / "run").checkpoint("last").resume
     assert saved["ranks"][0]["partial"]["step"] > 0
-    assert run_state(tmp_path / "run") == ("stopped",
-                                           f"cifarlab train --resume {tmp_path / 'run'}")
+    assert RunFolder(tmp_path / "run").status() == (
+        "stopped", f"cifarlab train --resume {tmp_path / 'run'}")
     m = resume(tmp_path / "run", quiet=True)
-    assert run_state(tmp_path / "run") == ("finished", "")
+    assert RunFolder(tmp_path / "run").status() == ("finished", "")
     assert m["test_top1"] == ref["test_top1"] and m["test_loss"] == ref["test_loss"]
     assert rows(tmp_path / "run") == rows(tmp_path / "ref")
 
@@ -154,17 +132,16 @@ def test_a_folder_in_use_is_refused_and_a_stale_lock_taken_over(fake_data, tmp_p
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(fake_data, tmp_path):
-    t = Trainer(make_config(**dict(TINY, data_dir=str(fake_data), run_dir=str(tmp_path / "run"),
-                                   epochs=3)))
+    t = tiny_trainer(fake_data, epochs=3)
     t.nets.model.register_forward_hook(
         lambda mod, inp, out: out * float("nan") if t.state.epoch >= 1 else out)
     with pytest.raises(TrainingError, match="became nan in epoch 2.*epoch 1"):
         fit_in(t, tmp_path / "run")
-    state, message = run_state(tmp_path / "run")  # recorded by the run folder
+    state, message = RunFolder(tmp_path / "run").status()  # recorded by the run folder
     assert state == "failed" and "became nan in epoch 2" in message
-    last = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert last["epoch"] == 1
-    assert all(torch.isfinite(v).all() for v in last["state_dict"].values()
+    last = RunFolder(tmp_path / "run").checkpoint("last")
+    assert last.epoch == 1
+    assert all(torch.isfinite(v).all() for v in last.state_dict.values()
                if v.is_floating_point())
 
 
@@ -180,12 +157,12 @@ def test_a_full_disk_is_a_clear_error_and_the_previous_checkpoint_stays(fake_dat
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, f, *a, **kw)
 
-    monkeypatch.setattr(cifarlab.checkpoint.torch, "save", save_until_disk_full)
+    monkeypatch.setattr(cifarlab.runs.checkpoint.torch, "save", save_until_disk_full)
     with pytest.raises(CheckpointError, match="No space left on device; the previous best.pt "
                                               "is unchanged"):
         train(data_dir=str(fake_data), run_dir=str(tmp_path / "run"), quiet=True, **TINY)
-    monkeypatch.setattr(cifarlab.checkpoint.torch, "save", real_save)
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+    monkeypatch.setattr(cifarlab.runs.checkpoint.torch, "save", real_save)
+    assert RunFolder(tmp_path / "run").checkpoint("last").epoch == 1
     assert not list((tmp_path / "run").glob("*.tmp"))
 
 
@@ -209,15 +186,19 @@ def test_resume_misuse_is_refused(fake_data, tmp_path, capsys):
         assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(model="resnet18", model_args={}), "do not fit model 'resnet18'"),
-    (dict(model="resnet18"), "cannot build its model"),
-    (dict(num_classes=100), "do not fit model 'fastnet' with 100 classes"),
-    (dict(format="something-else"), "not a cifarlab checkpoint"),
+@pytest.mark.parametrize("settings, header, message", [
+    (dict(model="resnet18", model_args={}), {}, "weights do not fit model 'resnet18'"),
+    (dict(model="resnet18"), {}, "cannot build its model"),
+    (dict(model="resnet999"), {}, "settings cannot be used here: unknown model 'resnet999'"),
+    ({}, dict(classes=[f"c{i}" for i in range(100)]),
+     "do not fit model 'fastnet' with 100 classes"),
+    ({}, dict(format="something-else"), "not a cifarlab checkpoint"),
 ])
-def test_checkpoints_that_do_not_fit_are_refused(trained_run, tmp_path, change, message):
-    state = load_checkpoint(trained_run)
-    torch.save({**state, **change}, tmp_path / "x.pt")
+def test_checkpoints_that_do_not_fit_are_refused(trained_run, tmp_path, settings, header,
+                                                 message):
+    state = torch.load(trained_run / "best.pt", weights_only=True)
+    state = {**state, "config": {**state["config"], **settings}, **header}
+    torch.save(state, tmp_path / "x.pt")
     with pytest.raises(CheckpointError, match=message):
         load_model(tmp_path / "x.pt")
 
@@ -238,10 +219,10 @@ def test_a_checkpoint_that_runs_code_is_refused(tmp_path):
 def test_a_run_folder_of_the_previous_format_still_resumes(fake_data, tmp_path):
     """last.pt of cifarlab before warm-up became a share of the run: `warmup_epochs`, no
     whitening-bias window, fastnet with torch's BatchNorm eps. It resumes meaning the same."""
-    old = dict(TINY, data_dir=str(fake_data), epochs=3, warmup=1 / 3, whiten_bias_share=1.0,
+    old = dict(epochs=3, warmup=1 / 3, whiten_bias_share=1.0,
                model_args={**TINY["model_args"], "bn_eps": 1e-5})
-    ref = train(run_dir=str(tmp_path / "ref"), quiet=True, **old)
-    t = Trainer(make_config(run_dir=str(tmp_path / "run"), **old))
+    ref = train(tiny_config(fake_data, tmp_path / "ref", **old), quiet=True)
+    t = tiny_trainer(fake_data, **old)
     t.on_epoch_end = lambda row: setattr(t.stop, "signum", signal.SIGINT)
     with pytest.raises(CifarlabError, match="stopped by SIGINT in epoch 2 at step 0"):
         fit_in(t, tmp_path / "run")
@@ -252,10 +233,11 @@ def test_a_run_folder_of_the_previous_format_still_resumes(fake_data, tmp_path):
         del config[key]
     config["warmup_epochs"] = 1.0  # one epoch of three, in the old terms
     del config["model_args"]["bn_eps"]  # the old fastnet's default
-    torch.save({**state, "version": 1, "config": config, "model_args": config["model_args"]},
-               last)
+    torch.save({**state, "version": 1, "config": config, "model": "fastnet",
+                "model_args": config["model_args"], "mean": config["mean"],
+                "std": config["std"], "num_classes": 10}, last)
     m = resume(tmp_path / "run", quiet=True)
     assert (m["test_top1"], m["test_loss"]) == (ref["test_top1"], ref["test_loss"])
-    saved = load_checkpoint(last)["config"]
-    assert saved["warmup"] == pytest.approx(1 / 3) and saved["whiten_bias_share"] == 1.0
-    assert saved["model_args"]["bn_eps"] == 1e-5
+    saved = read_checkpoint(last).config
+    assert saved.warmup == pytest.approx(1 / 3) and saved.whiten_bias_share == 1.0
+    assert saved.model_args["bn_eps"] == 1e-5

@@ -1,5 +1,7 @@
-"""The package's shape: no import cycle (lazy imports inside functions included), no module
-hidden behind a function of the same name, one version."""
+"""The package's shape: stages along the data path, each importing only earlier ones (lazy
+imports inside functions included) and never in a cycle; no module hidden behind a function of
+the same name; the run folder's file names in one place; modules and functions short enough to
+read; one version."""
 
 import ast
 import importlib
@@ -9,11 +11,28 @@ from pathlib import Path
 import cifarlab
 
 PACKAGE = Path(cifarlab.__file__).parent
+# Stages in import order: a module may import its own stage and earlier ones only. The
+# top-level modules are the foundation every stage may use.
+STAGES = ["foundation", "data", "models", "runs", "training", "inference", "reporting",
+          "jobs", "cli"]
+TOP = {"cifarlab", "cifarlab.__main__"}  # the public API and the entry point: above all
+# A run folder's and a study folder's files, named only by their owners.
+RUN_FILES = ("config.json", "metrics.json", "metrics.csv", "train.log", "best.pt", "last.pt",
+             "state.json", "report.html", "tune.json", "study.db", "model.onnx",
+             "model.torchscript.pt", "lock", "tensorboard", "trial-")
+OWNERS = {PACKAGE / "runs" / "folder.py", PACKAGE / "runs" / "study.py"}
 
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def stage(module: str) -> int:
+    parts = module.split(".")
+    if len(parts) == 2 and (PACKAGE / f"{parts[1]}.py").is_file():
+        return 0
+    return STAGES.index(parts[1])
 
 
 def is_module(name: str) -> bool:
@@ -76,7 +95,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_the_package_has_no_import_cycle():
     graph = import_graph()
-    assert "cifarlab.trainer" in graph and "cifarlab.runs" in graph["cifarlab.trainer"]
+    assert "cifarlab.runs" in graph["cifarlab.training.trainer"]
     cycle = find_cycle(graph)
     assert cycle is None, " -> ".join(cycle)
 
@@ -86,11 +105,65 @@ def test_the_cycle_finder_finds_cycles():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
+def test_no_module_imports_a_later_stage():
+    graph = import_graph()
+    assert {n.split(".")[1] for n in graph if n not in TOP and stage(n)} == set(STAGES[1:])
+    later = [f"{module} -> {target}" for module, targets in sorted(graph.items())
+             if module not in TOP for target in sorted(targets)
+             if target not in TOP and stage(target) > stage(module)]
+    assert not later, "imports of a later stage: " + "; ".join(later)
+
+
+def test_the_stage_test_sees_a_later_import():
+    assert stage("cifarlab.training.trainer") > stage("cifarlab.runs.folder")
+    assert stage("cifarlab.errors") == 0 and stage("cifarlab.cli") == len(STAGES) - 1
+
+
 def test_no_module_is_hidden_behind_a_public_function():
-    for name in cifarlab.__all__:
-        assert not is_module(f"cifarlab.{name}"), f"cifarlab.{name} is both a module and a name"
-    for name in ("training", "evaluation", "inference"):
+    for package in ["cifarlab", *(f"cifarlab.{s}" for s in STAGES[1:])]:
+        module = importlib.import_module(package)
+        for name in getattr(module, "__all__", []):
+            assert not is_module(f"{package}.{name}"), f"{package}.{name}: a module and a name"
+    for name in ("jobs.training_run", "inference.evaluation", "inference.loading"):
         assert importlib.import_module(f"cifarlab.{name}").__name__ == f"cifarlab.{name}"
+
+
+def string_constants(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of every string literal in a file but its docstrings."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and id(node) not in docstrings]
+
+
+def names_a_run_file(text: str) -> bool:
+    """A literal that is (or ends a path in) one of the run folder's files."""
+    last = text.rsplit("/", 1)[-1]
+    return last in RUN_FILES or any(last.startswith(n) and n.endswith("-") for n in RUN_FILES)
+
+
+def test_only_the_run_folder_names_its_files():
+    found = [f"{p.relative_to(PACKAGE)}:{line}: {text!r}"
+             for p in sorted(PACKAGE.rglob("*.py")) if p not in OWNERS
+             for line, text in string_constants(p) if names_a_run_file(text)]
+    assert not found, "run-folder file names outside runs/folder.py and runs/study.py: " + \
+        "; ".join(found)
+    assert names_a_run_file("best.pt") and names_a_run_file("/metrics.csv")
+    assert names_a_run_file("trial-") and not names_a_run_file("saved in best.pt and more")
+
+
+def test_modules_and_functions_are_short_enough_to_read():
+    for p in PACKAGE.rglob("*.py"):
+        text = p.read_text()
+        assert len(text.splitlines()) <= 400, f"{p.relative_to(PACKAGE)} is over 400 lines"
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 50, f"{p.relative_to(PACKAGE)}: {node.name} is {length} lines"
 
 
 def test_the_version_comes_from_the_package_metadata():

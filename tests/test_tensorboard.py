@@ -1,16 +1,12 @@
 """--tensorboard: event files that match metrics.csv, also across a stop and a resume."""
 
-import csv
 import signal
 
 import pytest
 
-from cifarlab import train
-from cifarlab.config import make_config
+from cifarlab import resume, train
 from cifarlab.errors import CifarlabError
-from cifarlab.trainer import Trainer
-from cifarlab.training import resume
-from conftest import TINY, fit_in
+from conftest import TINY, fit_in, rows, tiny_trainer
 
 event_accumulator = pytest.importorskip(
     "tensorboard.backend.event_processing.event_accumulator",
@@ -26,11 +22,6 @@ def events(run):
     return scalars, acc.Tags()["images"]
 
 
-def csv_rows(run):
-    with open(run / "metrics.csv") as f:
-        return list(csv.DictReader(f))
-
-
 def settings(fake_data, **kw):
     return {**TINY, "data_dir": str(fake_data), "epochs": 3, "tensorboard": True,
             "log_every": 2, **kw}
@@ -38,9 +29,8 @@ def settings(fake_data, **kw):
 
 def check_against_csv(run, steps_per_epoch, total_steps):
     scalars, images = events(run)
-    rows = csv_rows(run)
     for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
-        expected = [(int(r["epoch"]) * steps_per_epoch, float(r[key])) for r in rows]
+        expected = [(r["epoch"] * steps_per_epoch, r[key]) for r in rows(run)]
         got = scalars[f"epoch/{key}"]
         assert [s for s, _ in got] == [s for s, _ in expected], key  # each epoch once
         assert [v for _, v in got] == pytest.approx([v for _, v in expected], rel=1e-5), key
@@ -61,7 +51,8 @@ def test_event_files_match_metrics_csv(fake_data, tmp_path):
 
 def test_a_stopped_run_resumes_its_curves_without_gaps_or_repeats(fake_data, tmp_path):
     run = tmp_path / "run"
-    t = Trainer(make_config(run_dir=str(run), **settings(fake_data)))
+    t = tiny_trainer(fake_data, **{k: v for k, v in settings(fake_data).items()
+                                   if k != "data_dir"})
     t.on_epoch_end = lambda row: setattr(t.stop, "signum", signal.SIGINT)
     with pytest.raises(CifarlabError, match="stopped by SIGINT in epoch 2 at step 0"):
         fit_in(t, run)

@@ -12,8 +12,8 @@ import warnings
 import pytest
 
 from cifarlab.cli import main
-from cifarlab.config import ConfigError
-from cifarlab.tune import DEFAULT_SPACE, read_space
+from cifarlab.errors import ConfigError
+from cifarlab.jobs.tune import DEFAULT_SPACE, read_space
 from conftest import TINY
 
 optuna = pytest.importorskip("optuna")
@@ -39,7 +39,7 @@ def tune_args(setup, tmp_path, *extra):
 
 
 def test_search_keeps_the_test_set_for_the_end(setup, tmp_path, capsys, monkeypatch):
-    module = importlib.import_module("cifarlab.evaluation")
+    module = importlib.import_module("cifarlab.inference.evaluation")
     tested = []
     real = module.evaluate
     monkeypatch.setattr(module, "evaluate", lambda *a, **k: tested.append(a) or real(*a, **k))
@@ -143,7 +143,7 @@ def test_workers_started_together_on_a_new_database_all_join(tmp_path):
     barrier starts them together: each says it is ready (torch imported), then all wait for
     the go."""
     go = tmp_path / "go"
-    code = ("import sys, time, pathlib\nfrom cifarlab.tune import open_study\n"
+    code = ("import sys, time, pathlib\nfrom cifarlab.jobs.tune import open_study\n"
             "pathlib.Path(sys.argv[2]).touch()\n"
             "while not pathlib.Path(sys.argv[3]).exists(): time.sleep(0.001)\n"
             "open_study('sqlite:///' + sys.argv[1], 's', heartbeat=5)\n")

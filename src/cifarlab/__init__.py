@@ -1,7 +1,10 @@
 """cifarlab: train, evaluate and use image classifiers on CIFAR-10 and CIFAR-100.
 
-The public functions live in modules of other names (training, evaluation, inference), so no
-module is hidden behind a function of the same name.
+The package follows the data path, one subpackage per stage, each importing only the ones
+before it: data -> models -> runs (settings and run folders) -> training -> inference (using
+a trained model) -> reporting -> jobs (train, tune, bench) -> cli. docs/architecture.md has
+the map. The public functions live in modules of other names, so no module is hidden behind a
+function of the same name.
 """
 
 import os
@@ -12,11 +15,10 @@ os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
 
 # ruff: noqa: E402
 
-from cifarlab.config import PRESETS, Config, make_config
-from cifarlab.evaluation import evaluate
-from cifarlab.inference import Classifier, load_model
-from cifarlab.models import create_model, list_models
-from cifarlab.training import resume, train
+from cifarlab.inference import evaluate, load_model
+from cifarlab.jobs.training_run import resume, train
+from cifarlab.models import Classifier, create_model, list_models
+from cifarlab.runs import PRESETS, Config, make_config
 from cifarlab.version import __version__
 
 __all__ = ["Classifier", "Config", "PRESETS", "create_model", "evaluate", "list_models",

@@ -13,5 +13,21 @@ class ModelError(CifarlabError, ValueError):
     """A model that cannot be built with the arguments given."""
 
 
+class ConfigError(CifarlabError, ValueError):
+    """A configuration value, file or preset that cannot be used; the message says what to fix."""
+
+
 class CheckpointError(CifarlabError):
     """A checkpoint or run folder that cannot be loaded."""
+
+
+class TrainingError(CifarlabError):
+    """Training cannot go on (e.g. the loss diverged)."""
+
+
+class TrainingInterrupted(CifarlabError):
+    """Ctrl-C or SIGTERM stopped training after saving; `exit_code` is 128 + the signal."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum

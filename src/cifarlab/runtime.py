@@ -37,8 +37,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def use_channels_last(setting: bool | None, device: torch.device) -> bool:
-    """Channels-last convolutions are faster on CUDA and on x86 CPUs (measured: 1.5-2x for
-    fastnet and tutorial-cnn on 2 cores); MPS gains nothing from it."""
+    """Channels-last convolutions are faster on CUDA and on x86 CPUs (docs/benchmarks.md);
+    MPS gains nothing from it."""
     return setting if setting is not None else device.type in ("cuda", "cpu")
 
 
@@ -56,9 +56,8 @@ def compile_blocker(device: torch.device) -> str | None:
 
 
 def eval_batch_size(setting: int | None, device: torch.device) -> int:
-    """Images per forward pass in evaluation. On the CPU 250: the activations of a batch stay
-    in cache (2-core AMD EPYC, benchmarks/validation_views.py: 7-37% faster than 1,000 for
-    the fastnet presets, 4% for ResNet-18); elsewhere 1,000."""
+    """Images per forward pass in evaluation: on the CPU 250, whose activations stay in cache
+    (docs/benchmarks.md, "Where the time went"); elsewhere 1,000."""
     return setting if setting is not None else (250 if device.type == "cpu" else 1000)
 
 
@@ -108,10 +107,9 @@ def _glibc(name: str) -> Callable[..., int] | None:
 def keep_freed_memory() -> bool:
     """On glibc (Linux), keep freed memory for reuse instead of handing it back to the system.
     glibc gives large blocks their own mappings and unmaps them on free, so every training step
-    on the CPU faulted its activations in again, page by page: about 6% of 94's step at 32 px
-    (2-core AMD EPYC, `benchmarks/step_time.py --freed-memory`), for 0.1-0.3 GB more peak
-    memory in whole runs. Process-wide and lasting: for processes that train or evaluate.
-    Returns whether it took (False elsewhere, e.g. macOS or musl)."""
+    on the CPU would fault its activations in again, page by page (docs/benchmarks.md, "Where
+    the time went"). Process-wide and lasting: for processes that train or evaluate. Returns
+    whether it took (False elsewhere, e.g. macOS or musl)."""
     mallopt = _glibc("mallopt")
     m_trim_threshold, m_mmap_max = -1, -4  # glibc's <malloc.h>
     return (mallopt is not None and bool(mallopt(m_mmap_max, 0))
@@ -132,6 +130,16 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def prepare_process(device: torch.device, num_threads: int | None, seed: int) -> None:
+    """What a training run sets for the whole process before it builds anything: torch's
+    thread count, glibc's keeping of freed memory (on the CPU) and the global seeds."""
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    if device.type == "cpu":
+        keep_freed_memory()
+    seed_everything(seed)
 
 
 def device_name(device: torch.device) -> str:

@@ -15,6 +15,7 @@ from torch import nn
 from cifarlab.errors import ModelError
 
 SOURCES = {"tv": "torchvision", "timm": "timm"}
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # what pretrained weights expect
 
 
 def parse_name(name: str) -> tuple[str, str] | None:

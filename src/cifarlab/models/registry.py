@@ -70,7 +70,7 @@ def create_model(name: str, num_classes: int = 10, pretrained: bool = False,
         except TypeError as e:  # bad model_args
             raise ModelError(f"model {name!r} does not accept these arguments: {e}") from None
     if weights:
-        from cifarlab.models.weights import load_weights_file
+        from cifarlab.models.weights_file import load_weights_file
 
         load_weights_file(model, weights, num_classes)
     return model

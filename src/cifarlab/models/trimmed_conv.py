@@ -2,12 +2,10 @@
 
 An ImageNet network on 32-pixel images (torchvision's ResNet-18, as the teaching script trains
 it) reaches 1x1 maps in its last stage: there a 3x3 convolution with padding 1 multiplies 8 of
-its 9 taps by zeros. oneDNN's forward skips them, but its weight gradient does not (measured on
-a 2-core AMD EPYC, bf16: 23 ms against 3 ms for the forward, at batch 500 and 512 channels).
-The same output comes from the taps that touch the image, with the padding reduced to match:
-the same sums (up to the order of float additions), so the same outputs and gradients (the
-skipped taps' gradients are zeros, as before); for ResNet-18 at 32 px, a training step 17%
-faster on that CPU.
+its 9 taps by zeros. oneDNN's forward skips them, but its weight gradient does not
+(docs/benchmarks.md, "Where the time went"). The same output comes from the taps that touch the
+image, with the padding reduced to match: the same sums (up to the order of float additions),
+so the same outputs and gradients (the skipped taps' gradients are zeros, as before).
 """
 
 from __future__ import annotations

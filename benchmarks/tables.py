@@ -1,0 +1,220 @@
+"""The generated tables of README.md and the docs: the results, from the JSON files in
+benchmarks/, and the options, from the settings themselves.
+
+    python benchmarks/tables.py           # rewrite every table between its markers
+    python benchmarks/tables.py --check   # only say which tables differ from their JSON
+
+A generated table sits between `<!-- table NAME -->` and `<!-- end table -->` in a Markdown
+file; NAME is `bench FILE` (a `cifarlab bench` results file: its table, the machine and the
+commands), `presets` (the README's one figure per preset), `targets` (benchmarks/targets.json
+against the results), `runs NAME` (a table of benchmarks/development-runs.json) or `options`
+(every setting, by concern, as `cifarlab train --help` gives it). The test suite runs the
+check, so a table edited by hand, or a JSON file or setting changed without regenerating,
+fails it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+from pathlib import Path
+
+from cifarlab.jobs.bench import markdown_table, summarize_all
+from cifarlab.runs import DEFAULT_PRESET, PRESETS, Config, make_config, option_name
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = ROOT / "benchmarks"
+FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+BLOCK = re.compile(r"(<!-- table (?P<name>[^>]+?) -->\n)(?P<body>.*?)(<!-- end table -->)",
+                   re.DOTALL)
+# Where each preset's figure in the README comes from: a `cifarlab bench` results file, else a
+# single run of development-runs.json (table, row), else why it has none.
+PRESET_RESULTS = {"fast": "cpu-2core-xeon.json", "90": "cpu-2core-xeon.json",
+                  "94": "cpu-2core-94-record.json", "95": "cpu-2core-95.json",
+                  "seed-fast": "cpu-2core-xeon.json"}
+SINGLE_RUNS = {"tutorial": ("starting-points", 0), "seed": ("starting-points", 1)}
+UNMEASURED = {"finetune": "not measured: no pretrained weights can be downloaded here",
+              "resnet18": "not measured: a GPU recipe (about 15 min an epoch on 2 CPU cores)"}
+
+
+def load(name: str) -> dict:
+    return json.loads((HERE / name).read_text())
+
+
+def machine(result: dict) -> str:
+    """"2-core AMD EPYC, torch 2.14.1" (and the GPU, and native bf16 where recorded)."""
+    cpus = sorted({r.get("cpu", result.get("cpu")).replace("(R)", "") for r in result["runs"]})
+    bf16 = " with native bf16" if result.get("native_bf16") else ""
+    gpu = f", GPU {result['gpu']}" if result.get("gpu") else ""
+    return (f"{result.get('cpu_count', '?')}-core {' and '.join(cpus)}{bf16}{gpu}, torch "
+            f"{result.get('torch_version', '?')}")
+
+
+def commands(name: str, result: dict) -> list[str]:
+    """The `cifarlab bench` sittings whose runs are in the file, as commands."""
+    args, extra = list(result.get("train_args", [])), []
+    while args:  # the training options, but the data folder (PATH in the docs)
+        arg = args.pop(0)
+        if arg == "--data-dir":
+            args.pop(0)
+        else:
+            extra.append(arg)
+    tail = f" -- {' '.join(extra)}" if extra else ""
+    out = []
+    for sitting in result.get("sittings", []):
+        runs = [r for r in result["runs"] if r.get("started") == sitting["started"]]
+        if runs:
+            seeds = ",".join(map(str, sitting["seeds"]))
+            record = " --compare-record" if any(r.get("comparator") for r in runs) else ""
+            out.append(f"cifarlab bench {' '.join(sitting['presets'])}{record} --seed-list "
+                       f"{seeds} --data-dir PATH --out benchmarks/{name}{tail}")
+    return list(dict.fromkeys(out))
+
+
+def bench_table(name: str) -> str:
+    result = load(name)
+    table = markdown_table(result).split("\n\nCPU:")[0]
+    lines = [table, "", f"Machine: {machine(result)}. Commits: "
+             f"{', '.join(sorted({r.get('commit') or '?' for r in result['runs']}))}.", "",
+             "```bash", *commands(name, result), "```"]
+    return "\n".join(lines)
+
+
+def minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def presets_table() -> str:
+    lines = ["| preset | what it trains | test accuracy (seeds) | wall time | machine |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, preset in PRESETS.items():
+        figure, wall, where = UNMEASURED.get(name, "not measured"), "", ""
+        if name in PRESET_RESULTS:
+            result = load(PRESET_RESULTS[name])
+            s = summarize_all(result["runs"])[name]
+            figure = (f"{s['test_top1']['mean']:.2f}% ± {s['test_top1']['std']:.2f} "
+                      f"({s['seeds']})")
+            wall = minutes(s["wall_seconds"]["mean"])
+            where = machine(result).split(", torch")[0]
+        elif name in SINGLE_RUNS:
+            table, row = SINGLE_RUNS[name]
+            t = load("development-runs.json")["tables"][table]
+            cells = dict(zip(t["columns"], t["rows"][row]["cells"], strict=True))
+            figure = f"{cells['test top-1']} (1 run, {cells['epochs run']} epochs)"
+            wall, where = cells["wall time"], t["machine"].split(",")[0]
+        lines.append(f"| `{name}` | {preset.description} | {figure} | {wall} | {where} |")
+    return "\n".join(lines)
+
+
+def targets_table() -> str:
+    lines = ["| preset | target | measured | met |", "| --- | --- | --- | --- |"]
+    for t in load("targets.json")["targets"]:
+        measured, met = t.get("measured"), t.get("met")
+        if "results" in t:
+            result = load(t["results"])
+            s = summarize_all(result["runs"])[t["preset"]]
+            runs = [r for r in result["runs"] if r["preset"] == t["preset"]]
+            accs = ", ".join(f"{r['test_top1']:.2f}" for r in runs)
+            measured = (f"{s['test_top1']['mean']:.2f}% ± {s['test_top1']['std']:.2f} ({accs}) "
+                        f"in {minutes(s['wall_seconds']['mean'])} (at most "
+                        f"{minutes(s['wall_seconds']['max'])})")
+            checks = [min(r["test_top1"] for r in runs) >= t.get("every_seed", 0),
+                      s["test_top1"]["mean"] >= t.get("mean", 0),
+                      s["wall_seconds"]["mean"] <= t.get("mean_wall_s", float("inf"))]
+            if "ratio_to" in t:
+                ratio = s["wall_ratio"][t["ratio_to"]]
+                measured += f", {ratio:.2f}x `{t['ratio_to']}`'s wall time"
+                checks.append(ratio <= t["max_ratio"])
+            measured += f"; {machine(result).split(', torch')[0]}"
+            met = all(checks)
+        lines.append(f"| `{t['preset']}` | {t['target']} | {measured} | "
+                     f"{'yes' if met else 'no'} |")
+    return "\n".join(lines)
+
+
+def runs_table(name: str) -> str:
+    tables = load("development-runs.json")["tables"]
+    if name not in tables:
+        raise SystemExit(f"no table {name!r} in benchmarks/development-runs.json; it has "
+                         f"{', '.join(tables)}")
+    t = tables[name]
+    lines = ["| " + " | ".join(t["columns"]) + " |", "|" + " --- |" * len(t["columns"])]
+    for row in t["rows"]:
+        cells = [f"**{c}**" if row.get("chosen") and i == 0 else c
+                 for i, c in enumerate(row["cells"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Machine: {t['machine']}; {t['when']}. {t['what'][0].upper()}"
+                  f"{t['what'][1:]}."]
+    if t.get("commands"):
+        lines += ["", "```bash", *t["commands"], "```"]
+    return "\n".join(lines)
+
+
+def options_table() -> str:
+    """Every setting as an option, grouped as config.py groups them (its `# --- ` lines),
+    with the default preset's value and the help text."""
+    source = (ROOT / "src" / "cifarlab" / "runs" / "config.py").read_text()
+    groups: list[tuple[str, list[str]]] = []
+    for line in source.splitlines():
+        if m := re.match(r"    # --- (.+)", line):
+            groups.append((m.group(1), []))
+        elif (m := re.match(r"    (\w+): .+ = setting\(", line)) and groups:
+            groups[-1][1].append(m.group(1))
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    defaults = make_config(DEFAULT_PRESET)
+    lines = []
+    for title, names in groups:
+        lines += [f"**{title}**", "", f"| option | `{DEFAULT_PRESET}` | what it does |",
+                  "| --- | --- | --- |"]
+        for name in names:
+            value = getattr(defaults, name)
+            shown = " ".join(map(str, value)) if isinstance(value, tuple) else value
+            shown = json.dumps(shown) if isinstance(shown, dict) else shown
+            shown = "–" if shown is None else shown
+            help_text = fields[name].metadata["help"].replace("|", "\\|")
+            lines.append(f"| `{option_name(name)}` | {shown} | {help_text} |")
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def render(name: str) -> str:
+    kind, _, arg = name.partition(" ")
+    makers = {"bench": bench_table, "runs": runs_table}
+    if kind in makers:
+        return makers[kind](arg)
+    return {"presets": presets_table, "targets": targets_table, "options": options_table}[kind]()
+
+
+def regenerate(check: bool) -> list[str]:
+    """Every generated table brought up to date (with `check`, only compared): the files
+    whose tables differ."""
+    stale = []
+    for path in FILES:
+        text = path.read_text()
+        new = BLOCK.sub(lambda m: m.group(1) + render(m.group("name")) + "\n" + m.group(4),
+                        text)
+        if new != text:
+            stale.append(str(path.relative_to(ROOT)))
+            if not check:
+                path.write_text(new)
+    return stale
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true",
+                        help="only report tables that differ from their JSON")
+    args = parser.parse_args()
+    stale = regenerate(args.check)
+    if stale:
+        verb = "differ from their JSON" if args.check else "regenerated"
+        print(f"tables {verb} in: {', '.join(stale)}", file=sys.stderr if args.check else
+              sys.stdout)
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

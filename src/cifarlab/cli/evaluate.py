@@ -1,0 +1,44 @@
+"""`cifarlab evaluate`: a run's test accuracy, per-class table and confusion matrix."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from cifarlab.cli.options import add_tta
+from cifarlab.errors import CifarlabError
+from cifarlab.inference import evaluate
+from cifarlab.reporting.tables import format_confusion, format_per_class
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="test accuracy, per-class table, confusion matrix")
+    p.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT")
+    p.add_argument("--data-dir", help="dataset folder (default: the one used in training)")
+    p.add_argument("--split", choices=("test", "val"), default="test")
+    p.add_argument("--batch-size", type=int, help="default: the run's eval batch size")
+    add_tta(p, "test-time augmentation (default: the run's setting)")
+    p.add_argument("--tta-share", type=float, help="share of each batch, the least sure, "
+                   "that gets the test-time views (default: the run's setting)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    if args.tta_share is not None and not 0 <= args.tta_share <= 1:
+        raise CifarlabError("--tta-share must be in [0, 1] (1 = every image gets all views)")
+    m = evaluate(args.checkpoint, args.data_dir, split=args.split, batch_size=args.batch_size,
+                 device=args.device, tta=args.tta, tta_share=args.tta_share)
+    if args.split == "test" and m["split"] != "test":
+        print("no test set (the image folder has no test/): the validation split instead",
+              file=sys.stderr)
+    if args.json:
+        print(json.dumps(m, indent=2))
+        return 0
+    print(f"{m['split']} accuracy: top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  "
+          f"loss {m['loss']:.4f}  ({m['count']} images, {m['checkpoint']})")
+    print(format_per_class(m))
+    print(format_confusion(m))
+    return 0

@@ -1,0 +1,62 @@
+"""`cifarlab models` and `cifarlab presets`: what exists."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from cifarlab.models import describe_model, list_models, list_source_models
+from cifarlab.runs import DEFAULT_PRESET, PRESETS, option_name
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser("models", help="list cifarlab's models, or torchvision's or timm's",
+                       description="cifarlab's own networks; with --source, the classifiers "
+                                   "of torchvision (tv) or timm, usable as --model tv:NAME or "
+                                   "--model timm:NAME")
+    m.add_argument("--source", choices=("tv", "timm"), help="list this library's models")
+    m.add_argument("--filter", metavar="PATTERN",
+                   help="only names matching this glob pattern or containing this text")
+    m.set_defaults(handler=show_models)
+    p = sub.add_parser("presets", help="list the named presets and what they set")
+    p.set_defaults(handler=show_presets)
+
+
+def show_models(args: argparse.Namespace) -> int:
+    if args.source:
+        for name in list_source_models(args.source, args.filter):
+            print(f"{args.source}:{name}")
+        return 0
+    names = [n for n in list_models() if not args.filter or args.filter in n]
+    width = max(map(len, names), default=0)
+    for name in names:
+        print(f"{name:<{width}}  {describe_model(name)}")
+    print("\nAlso any torchvision or timm classifier: --model tv:NAME or timm:NAME (list them: "
+          "cifarlab models --source tv|timm [--filter PATTERN]; timm needs "
+          "pip install 'cifarlab[timm]')")
+    return 0
+
+
+def as_options(values: dict[str, Any]) -> str:
+    """Settings spelt as the command-line options that set them."""
+    def one(name: str, value: Any) -> str:
+        if isinstance(value, bool):
+            return option_name(name) if value else option_name("no_" + name)
+        if isinstance(value, (tuple, list)):
+            value = " ".join(map(str, value))
+        elif isinstance(value, dict):
+            value = f"'{json.dumps(value)}'"
+        return f"{option_name(name)} {value}"
+    return " ".join(one(k, v) for k, v in values.items())
+
+
+def show_presets(args: argparse.Namespace) -> int:
+    for name, preset in PRESETS.items():
+        mark = " (default)" if name == DEFAULT_PRESET else ""
+        print(f"{name}{mark}: {preset.description}")
+        print(f"    network (left out when you name another --model): "
+              f"{as_options(preset.network)}")
+        if preset.recipe:
+            print(f"    recipe: {as_options(preset.recipe)}")
+    return 0

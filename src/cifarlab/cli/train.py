@@ -1,0 +1,41 @@
+"""`cifarlab train`: train a model (a preset, a config file, options), or resume a run."""
+
+from __future__ import annotations
+
+import argparse
+
+from cifarlab.cli.options import add_config_options, settings_of
+from cifarlab.errors import CifarlabError
+from cifarlab.jobs.training_run import resume, train
+from cifarlab.runs import DEFAULT_PRESET, PRESETS, make_config
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a model, then evaluate it on the test set",
+        description="Train a model, then evaluate the best-validation weights on the test set. "
+                    "Settings come from the preset, then --config FILE, then the options below.")
+    p.add_argument("--preset", choices=list(PRESETS), default=argparse.SUPPRESS,
+                   help=f"named configuration (default: {DEFAULT_PRESET})")
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                   help="TOML, YAML or JSON file with the same settings")
+    p.add_argument("--quiet", action="store_true",
+                   help="print nothing; the log is still written to the run folder")
+    p.add_argument("--resume", metavar="RUN_DIR", default=argparse.SUPPRESS,
+                   help="continue a stopped run from its last.pt, with its own settings "
+                        "(only --device, --num-threads, --data-dir may be given)")
+    add_config_options(p)
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    preset, config_file = getattr(args, "preset", None), getattr(args, "config", None)
+    settings = settings_of(args)
+    if hasattr(args, "resume"):
+        if preset or config_file:
+            raise CifarlabError("--resume continues with the run's own settings; drop "
+                                "--preset and --config")
+        resume(args.resume, quiet=args.quiet, **settings)
+        return 0
+    train(make_config(preset, config_file, **settings), quiet=args.quiet)
+    return 0

@@ -1,0 +1,73 @@
+"""Image files, read as every cifarlab command reads them (predict, image-folder datasets).
+
+Policy: each image is decoded by Pillow (first frame of an animation, EXIF rotation applied),
+transparent pixels are composited onto white, 16-bit and float greyscale scaled to 8 bits, the
+result converted to RGB, center-cropped to a square and resized to the size asked for with
+Pillow's antialiased bicubic filter: a (3, size, size) uint8 array.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+
+def image_extensions() -> set[str]:
+    """Every extension Pillow can open (.png, .jpg, .jpeg, .webp, .bmp, .gif, .tif, ...)."""
+    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+
+
+def load_image(path: str | os.PathLike, size: int = 32) -> np.ndarray:
+    """A file as a (3, size, size) uint8 array, following the policy above. Raises ValueError
+    with a short reason for anything that is not a readable image."""
+    p = Path(path)
+    if not p.exists():
+        raise ValueError("no such file")
+    if p.is_dir():
+        raise ValueError("is a folder")
+    if p.stat().st_size == 0:
+        raise ValueError("empty file")
+    try:
+        with Image.open(p) as img:
+            img.seek(0)
+            img.draft("RGB", (4 * size, 4 * size))  # JPEG: decode big photos at 1/2..1/8 scale
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            rgb = _to_rgb(img)
+    except UnidentifiedImageError:
+        raise ValueError("not an image Pillow can read") from None
+    except Image.DecompressionBombError as e:
+        raise ValueError(f"refused: {e}") from None
+    except (OSError, SyntaxError, EOFError) as e:  # truncated or corrupt data
+        raise ValueError(f"cannot decode image ({e})") from None
+    w, h = rgb.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    square = rgb.crop((left, top, left + side, top + side))
+    small = square.resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(small, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """RGB; images with transparency (RGBA, LA, palette with a transparent colour) on white."""
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit/float grayscale
+        arr = np.asarray(img, dtype=np.float64)
+        hi = arr.max() if arr.max() > 255 else 255.0
+        return Image.fromarray((arr / hi * 255).round().astype(np.uint8)).convert("RGB")
+    return img.convert("RGB")
+
+
+def try_load_image(path: str | os.PathLike, size: int = 32
+                   ) -> tuple[np.ndarray | None, str | None]:
+    """(image, None), or (None, the reason it cannot be read): for callers that go on."""
+    try:
+        return load_image(path, size), None
+    except ValueError as e:
+        return None, str(e)

@@ -1,0 +1,64 @@
+"""A dataset as the rest of cifarlab sees it: its splits as uint8 tensors, its class names and
+its per-channel statistics; and the stratified validation split both kinds of dataset use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from cifarlab.errors import DataError
+
+Stats = tuple[tuple[float, ...], tuple[float, ...]]  # (mean, std) per channel, in [0, 1] units
+
+
+@dataclass
+class DataSplits:
+    """All splits as tensors: images uint8 (N, 3, H, W), labels int64 (N,); for CIFAR and
+    image folders alike. `stats` is the training images' mean and std (CIFAR's published ones,
+    an image folder's measured), the normalisation a run uses unless it sets its own."""
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    val_images: torch.Tensor
+    val_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    classes: list[str]
+    stats: Stats
+
+    @property
+    def has_test(self) -> bool:
+        return len(self.test_labels) > 0
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, labels) of "train", "val" or "test"."""
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"no split {name!r}; choose train, val or test")
+        return getattr(self, f"{name}_images"), getattr(self, f"{name}_labels")
+
+    def to(self, device: torch.device | str) -> DataSplits:
+        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v
+                 for k, v in vars(self).items()}
+        return DataSplits(**moved)
+
+
+def stratified_split(labels: np.ndarray, val_size: int, seed: int) -> tuple[np.ndarray,
+                                                                             np.ndarray]:
+    """Indices (train, val): val takes the same share of every class, chosen by `seed`."""
+    if val_size == 0:
+        return np.arange(len(labels)), np.arange(0)
+    if val_size >= len(labels):
+        raise DataError(f"val_size {val_size} leaves no training images out of {len(labels)}")
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    # Largest-remainder rounding so the per-class shares add up to exactly val_size.
+    exact = counts * val_size / len(labels)
+    take = np.floor(exact).astype(int)
+    take[np.argsort(exact - take)[::-1][: val_size - take.sum()]] += 1
+    val = [rng.permutation(np.flatnonzero(labels == c))[:k]
+           for c, k in zip(classes, take, strict=True)]
+    val_idx = np.sort(np.concatenate(val))
+    train_idx = np.setdiff1d(np.arange(len(labels)), val_idx)
+    return train_idx, val_idx

@@ -1,0 +1,50 @@
+"""A trained run evaluated on a split of its dataset: its logits, then the metrics."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from cifarlab.data import load_data
+from cifarlab.inference.loading import load_model
+from cifarlab.metrics import compute_metrics
+from cifarlab.models import predict_logits
+from cifarlab.runtime import eval_batch_size, keep_freed_memory, resolve_device
+
+
+def predict_split(checkpoint: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
+                  split: str = "test", batch_size: int | None = None, device: str = "auto",
+                  download: bool = True, tta: str | None = None,
+                  tta_share: float | None = None) -> dict[str, Any]:
+    """A checkpoint's logits on the test (or validation) images, with the images, labels,
+    classes and the split used: an image folder without test/ gives its validation split.
+    Test-time augmentation, precision and batch size default to the run's own."""
+    dev = resolve_device(device)
+    if dev.type == "cpu":
+        keep_freed_memory()
+    model = load_model(checkpoint, dev, tta=tta, as_trained=True, tta_share=tta_share)
+    cfg = model.config
+    data = load_data(cfg.dataset, cfg.data_folder() if data_dir is None else data_dir,
+                     download=download, val_size=cfg.val_size, split_seed=cfg.split_seed,
+                     image_size=cfg.image_size)
+    if split == "test" and not data.has_test:
+        split = "val"
+    images, labels = data.split(split)
+    logits = predict_logits(model, images, batch_size or eval_batch_size(cfg.eval_batch_size,
+                                                                         dev))
+    return dict(images=images, labels=labels, logits=logits.cpu(), classes=model.classes,
+                tta=model.tta, device=str(dev), split=split)
+
+
+def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
+             split: str = "test", batch_size: int | None = None, device: str = "auto",
+             download: bool = True, tta: str | None = None,
+             tta_share: float | None = None) -> dict[str, Any]:
+    """Evaluate a run folder or checkpoint on the test set (or `split="val"`, as in training).
+    Test-time augmentation, precision and batch size default to the run's own settings."""
+    p = predict_split(checkpoint, data_dir=data_dir, split=split, batch_size=batch_size,
+                      device=device, download=download, tta=tta, tta_share=tta_share)
+    metrics = compute_metrics(p["logits"], p["labels"], p["classes"])
+    metrics.update(split=p["split"], checkpoint=str(checkpoint), device=p["device"],
+                   tta=p["tta"])
+    return metrics

@@ -1,0 +1,224 @@
+"""`cifarlab bench`: run presets over several seeds, each as its own `cifarlab train` process, and
+record accuracy, wall time and peak memory in a JSON file (the docs' results come from these).
+
+`--compare-record` also runs comparators, other programs' recipes, with the same seeds, each as
+its own process on the same machine, so that the ratio of wall times is measured side by side.
+The comparators live in a source checkout's benchmarks/ folder, listed in its comparators.json
+(`{"NAME": {"script": "FILE.py", ...}}`); a comparator script takes `--seed N --data-dir DIR
+--out FILE [--compile]` and writes its result to FILE as JSON with `test_top1`, `epochs`,
+`train_seconds`, `device`, `precision` and `compile`. `--seed-list` runs given seeds and merges
+them into an existing results file, so that long presets can be measured across sittings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cifarlab.data import default_data_dir
+from cifarlab.errors import CifarlabError
+from cifarlab.files import publish_text
+from cifarlab.runs import RunFolder
+from cifarlab.runtime import cpu_has_native_bf16
+from cifarlab.version import __version__
+
+COMPARATORS = "comparators.json"
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=Path(__file__).parent, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def find_comparators(benchmarks: Path, names: list[str]) -> dict[str, Path]:
+    """{name: script} of the comparators `names` (all of them when empty), as listed in
+    BENCHMARKS/comparators.json."""
+    listing = benchmarks / COMPARATORS
+    if not listing.is_file():
+        raise CifarlabError(f"--compare-record runs the comparators of a source checkout, "
+                            f"listed in {listing}, which is not here: run from the root of a "
+                            "clone of cifarlab, or pass --benchmarks-dir")
+    try:
+        known = {name: benchmarks / entry["script"]
+                 for name, entry in json.loads(listing.read_text()).items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CifarlabError(f"{listing} is not a list of comparators ({e})") from None
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise CifarlabError(f"no comparator {', '.join(unknown)} in {listing}; it lists "
+                            f"{', '.join(known)}")
+    return {n: known[n] for n in (names or known)}
+
+
+def timed(cmd: list[str]) -> tuple[float, float]:
+    """Run a child process: (wall seconds, peak resident memory in MB)."""
+    print("$ " + " ".join(cmd), flush=True)
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd)
+    _, status, usage = os.wait4(proc.pid, 0)  # unlike wait(), gives this child's peak memory
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise CifarlabError(f"the run `{' '.join(cmd)}` failed (exit {code}); its output is "
+                            "above")
+    return wall, usage.ru_maxrss / 1024
+
+
+def run_preset(preset: str, seed: int, run_dir: Path, extra: list[str]) -> dict[str, Any]:
+    """One `cifarlab train` in a child process: its accuracy, wall time and peak memory."""
+    wall, peak = timed([sys.executable, "-m", "cifarlab", "train", "--preset", preset,
+                        "--seed", str(seed), "--run-dir", str(run_dir), *extra])
+    metrics = RunFolder(run_dir).metrics() or {}
+    return {"preset": preset, "seed": seed, "test_top1": metrics["test_top1"],
+            "test_top5": metrics["test_top5"], "epochs": metrics["epochs"],
+            "wall_seconds": wall, "train_seconds": metrics["train_seconds"],
+            "peak_rss_mb": peak, "device": metrics["device"], "run_dir": str(run_dir)}
+
+
+def run_comparator(name: str, script: Path, seed: int, run_dir: Path, data_dir: str,
+                   compile: bool) -> dict[str, Any]:
+    """A comparator's recipe, one seed, in a child process."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    out = run_dir / f"{name}.json"
+    wall, peak = timed([sys.executable, str(script), "--seed", str(seed), "--data-dir",
+                        data_dir, "--out", str(out)] + (["--compile"] if compile else []))
+    metrics = json.loads(out.read_text())
+    return {"preset": name, "comparator": True, "seed": seed,
+            "test_top1": metrics["test_top1"], "epochs": metrics["epochs"],
+            "wall_seconds": wall, "train_seconds": metrics["train_seconds"],
+            "peak_rss_mb": peak, "device": metrics["device"], "precision": metrics["precision"],
+            "compile": metrics["compile"], "run_dir": str(run_dir)}
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    def stats(values: list[float]) -> dict[str, float]:
+        return {"mean": statistics.fmean(values), "min": min(values), "max": max(values),
+                "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+
+    return {"test_top1": stats([r["test_top1"] for r in runs]),
+            "wall_seconds": stats([r["wall_seconds"] for r in runs]),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "seeds": len(runs)}
+
+
+def summarize_all(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per preset (and comparator), in the order of first run; with comparators, each one's
+    ratio of mean wall times to each comparator (`wall_ratio`)."""
+    names = list(dict.fromkeys(r["preset"] for r in runs))
+    summary = {n: summarize([r for r in runs if r["preset"] == n]) for n in names}
+    comparators = [n for n in names if any(r.get("comparator") for r in runs
+                                           if r["preset"] == n)]
+    for s in summary.values():
+        if comparators:
+            s["wall_ratio"] = {c: s["wall_seconds"]["mean"] / summary[c]["wall_seconds"]["mean"]
+                               for c in comparators}
+    return summary
+
+
+def machine() -> dict[str, Any]:
+    return {"commit": git_commit(), "cifarlab_version": __version__,
+            "torch_version": torch.__version__, "python": platform.python_version(),
+            "cpu": cpu_name(), "cpu_count": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def start_results(out: Path, merge: bool, presets: list[str], extra: list[str],
+                  info: dict[str, Any]) -> dict[str, Any]:
+    """A new results file, or with `merge` the existing one (same training options only)."""
+    if merge and out.is_file():
+        result = json.loads(out.read_text())
+        if result.get("train_args") != extra:
+            raise CifarlabError(f"{out} was measured with training options "
+                                f"{result.get('train_args')}, not {extra}: merge only runs of "
+                                "the same options, or write to another --out")
+        return result
+    return {"presets": presets, "train_args": extra, **info, "sittings": [], "runs": [],
+            "summary": {}}
+
+
+def bench(presets: list[str], seeds: list[int], out: Path, *, runs_root: Path | None = None,
+          extra: list[str] = (), comparators: dict[str, Path] | None = None,
+          merge: bool = False) -> dict[str, Any]:
+    """Each seed: every preset, then every comparator. Results are written after every run;
+    with `merge`, runs of the same preset and seed already in `out` are replaced and the
+    others kept."""
+    comparators, extra = comparators or {}, list(extra)
+    runs_root = runs_root or Path(tempfile.mkdtemp(prefix="cifarlab-bench-"))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    data_dir = (extra[extra.index("--data-dir") + 1] if "--data-dir" in extra
+                else str(default_data_dir()))
+    if "folder" in extra and not (Path(data_dir) / "test").is_dir():  # --dataset folder
+        raise CifarlabError(f"bench compares test accuracy, and the image folder {data_dir} "
+                            f"has no test/ folder; add PATH/test/CLASS/IMAGE")
+    info = machine()  # this sitting's machine and commit, also kept with each of its runs
+    result = start_results(out, merge, presets, extra, info)
+    result.setdefault("sittings", []).append({"started": stamp, "seeds": seeds,
+                                              "presets": presets,
+                                              "comparators": list(comparators), **info})
+    for seed in seeds:
+        for name in presets + list(comparators):
+            run_dir = runs_root / f"{stamp}-{name}-seed{seed}"
+            run = (run_comparator(name, comparators[name], seed, run_dir, data_dir,
+                                  "--compile" in extra) if name in comparators
+                   else run_preset(name, seed, run_dir, extra))
+            run.update(started=stamp, cpu=info["cpu"], commit=info["commit"])
+            result["runs"] = [r for r in result["runs"]
+                              if (r["preset"], r["seed"]) != (name, seed)] + [run]
+            result["runs"].sort(key=lambda r: (bool(r.get("comparator")), r["preset"],
+                                               r["seed"]))
+            result["summary"] = summarize_all(result["runs"])
+            publish_text(out, json.dumps(result, indent=2) + "\n")  # keep what is done
+    print(markdown_table(result))
+    print(f"results written to {out}")
+    return result
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The results as a Markdown table, one row per preset and comparator, and the CPU."""
+    summary = summarize_all(result["runs"])
+    comparators = [n for n in summary if any(r.get("comparator") for r in result["runs"]
+                                             if r["preset"] == n)]
+    head = ("| preset | test accuracy, mean ± std (per seed) | seeds | wall time per run, "
+            "mean (max) |" + "".join(f" vs {c} |" for c in comparators) + " peak memory |")
+    lines = [head, "|" + " --- |" * (5 + len(comparators))]
+    for preset, s in summary.items():
+        acc = s["test_top1"]
+        per_seed = ", ".join(f"{r['test_top1']:.2f}" for r in result["runs"]
+                             if r["preset"] == preset)
+        ratios = "".join(f" {s['wall_ratio'][c]:.2f}x |" for c in comparators)
+        name = f"comparator `{preset}`" if preset in comparators else f"`{preset}`"
+        lines.append(f"| {name} | {acc['mean']:.2f}% ± {acc['std']:.2f} ({per_seed}) | "
+                     f"{s['seeds']} | {_minutes(s['wall_seconds']['mean'])} "
+                     f"({_minutes(s['wall_seconds']['max'])}) |{ratios} "
+                     f"{s['peak_rss_mb'] / 1024:.2f} GB |")
+    cpus = sorted({r.get("cpu", result.get("cpu")) for r in result["runs"]})
+    lines.append(f"\nCPU: {', '.join(cpus)}" + ("  (runs from different machines: compare "
+                                               "with care)" if len(cpus) > 1 else ""))
+    return "\n".join(lines)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

@@ -1,0 +1,180 @@
+"""`train()` and `resume()`: a run from start to finish. Open the run folder (refused before any
+work if it is taken), set up the process, load the data, resolve the settings and write them,
+build the Trainer and fit, then evaluate the chosen weights once on the test set and draw the
+report."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cifarlab.data import DataSplits, load_data
+from cifarlab.errors import CheckpointError, CifarlabError, TrainingInterrupted
+from cifarlab.metrics import compute_metrics
+from cifarlab.models import predict_logits
+from cifarlab.reporting.tables import format_per_class
+from cifarlab.runs import Config, RunFolder, make_config, new_run_dir, option_name
+from cifarlab.runs.logs import format_duration
+from cifarlab.runtime import device_name, eval_batch_size, prepare_process, resolve_device
+from cifarlab.training import Trainer, build_trainer
+from cifarlab.training.distributed import init_distributed
+from cifarlab.version import __version__
+
+RESUME_OVERRIDES = ("device", "num_threads", "data_dir")  # where it runs, not what it computes
+
+
+def train(config: Config | None = None, *, preset: str | None = None,
+          config_file: str | os.PathLike | None = None, quiet: bool = False,
+          **overrides: Any) -> dict[str, Any]:
+    """Train a model and evaluate it on the test set; returns metrics.json's content.
+
+    Either pass a Config (from `make_config`), or a preset name / config file / settings,
+    e.g. `train(preset="seed", epochs=5, data_dir="path/to/data")`.
+    """
+    cfg = config.validate() if config else make_config(preset, config_file, **overrides)
+    return run_training(cfg, quiet=quiet)
+
+
+def resume(run_dir: str | os.PathLike, quiet: bool = False, **overrides: Any) -> dict[str, Any]:
+    """Continue a stopped run from its last.pt with the run's own settings; only where it runs
+    (device, threads, data folder) may change."""
+    unknown = set(overrides) - set(RESUME_OVERRIDES)
+    if unknown:
+        raise CifarlabError(f"--resume continues with the run's own settings; only "
+                            f"{', '.join(option_name(k) for k in RESUME_OVERRIDES)} may be given, "
+                            f"not {', '.join(sorted(option_name(k) for k in unknown))}")
+    folder = RunFolder(run_dir)
+    folder.check_resumable()
+    last = folder.checkpoint("last")
+    if last.resume is None:
+        raise CheckpointError(f"{last.path} holds no resume state")
+    cfg = Config.from_dict({**last.config.to_dict(), **overrides})
+    return run_training(cfg, resume_dir=folder.path, saved=last.resume, quiet=quiet)
+
+
+def run_training(cfg: Config, *, resume_dir: Path | None = None,
+                 saved: dict[str, Any] | None = None, data: DataSplits | None = None,
+                 quiet: bool = False, test: bool = True,
+                 on_epoch_end: Callable[[dict[str, Any]], None] | None = None
+                 ) -> dict[str, Any]:
+    """One run, new or resumed (from `saved`, the resume state of RESUME_DIR's last.pt).
+    `data`: already loaded (a search loads it once for all trials). `test=False` keeps the
+    test set out (a hyperparameter search); `on_epoch_end(row)` is called after every epoch.
+    Returns metrics.json's content."""
+    dist, device = init_distributed(resolve_device(cfg.device))
+    # The folder first: a clash is refused before any work. Only rank 0 writes it.
+    path = resume_dir or (new_run_dir(cfg.run_dir, cfg.preset) if dist.is_main else None)
+    folder = RunFolder(dist.broadcast(str(path)), quiet=quiet, writer=dist.is_main)
+    together = False  # whether every process leaves by the same path
+    try:
+        with folder:
+            prepare_process(device, cfg.num_threads, cfg.seed)
+            if data is None:
+                data = load_data(cfg.dataset, cfg.data_folder(), download=cfg.download,
+                                 val_size=cfg.val_size, split_seed=cfg.split_seed,
+                                 image_size=cfg.image_size)
+            check_evaluable(data)
+            cfg = cfg.resolved(cfg.data_folder(), data.stats)  # from here on, unchanged
+            if saved is None:
+                folder.write_config(cfg)
+            trainer = build_trainer(cfg, data, device=device, dist=dist, fresh=saved is None,
+                                    on_epoch_end=on_epoch_end)
+            if saved is not None:
+                try:
+                    trainer.load_state_dict(saved)
+                except (CheckpointError, KeyError, TypeError) as e:
+                    raise CheckpointError(f"{folder.checkpoint_path('last')}: {e}") from None
+            try:
+                summary = trainer.fit(folder)
+            except TrainingInterrupted:
+                together = True  # the processes decided to stop together
+                raise
+            together = True
+            metrics = None
+            if dist.is_main and not test:
+                metrics = {**summary,
+                           "test": "not evaluated: the test set is kept out of the search"}
+                folder.write_metrics(metrics)
+            elif dist.is_main:  # the test set is evaluated once, by rank 0
+                metrics, logits = test_once(trainer, folder, summary)
+                folder.write_metrics(metrics)
+                finish(trainer, folder, metrics, logits)
+            return dist.broadcast(metrics)
+    finally:
+        dist.close(together)
+
+
+def check_evaluable(data: DataSplits) -> None:
+    """What the chosen weights are evaluated on at the end: the test set; for an image folder
+    without test/, the validation split; without either, nothing: refused."""
+    if not data.has_test and not len(data.val_images):
+        raise CifarlabError("this dataset has no test/ folder and no validation split: "
+                            "nothing to evaluate on; drop --val-size 0 or add test/")
+
+
+def test_once(trainer: Trainer, folder: RunFolder, summary: dict[str, Any]
+              ) -> tuple[dict[str, Any], torch.Tensor]:
+    """The chosen weights (best.pt), evaluated once with the run's TTA on the test set — or,
+    for an image folder without test/, on the validation split (`evaluated_on` says which;
+    the keys are val_top1, ...): metrics.json's content and the logits."""
+    cfg, nets, data = trainer.cfg, trainer.nets, trainer.data
+    split = "test" if data.has_test else "val"
+    images, labels = data.split(split)
+    nets.eval_model.load_state_dict(folder.checkpoint("best").state_dict)
+    tester = nets.classifier(cfg, data.classes, tta=cfg.tta, tta_share=cfg.tta_share)
+    logits = predict_logits(tester, images, eval_batch_size(cfg.eval_batch_size, trainer.device))
+    m = compute_metrics(logits, labels, data.classes)
+    return {
+        f"{split}_top1": m["top1"], f"{split}_top5": m["top5"], f"{split}_loss": m["loss"],
+        "evaluated_on": split, "per_class": m["per_class"], "confusion": m["confusion"],
+        "classes": data.classes, **summary,
+        "total_seconds": trainer.elapsed(), "device": str(trainer.device),
+        "device_name": device_name(trainer.device), "torch_version": torch.__version__,
+        "cifarlab_version": __version__, "preset": cfg.preset, "model": cfg.model,
+        "seed": cfg.seed,
+    }, logits
+
+
+def finish(trainer: Trainer, folder: RunFolder, metrics: dict[str, Any],
+           logits: torch.Tensor) -> None:
+    """Log the test result and draw the report; a failing report loses nothing."""
+    log, split = folder.log, metrics["evaluated_on"]
+    best_val, best_epoch = metrics["best_val_acc"], metrics["best_epoch"]
+    chosen = (f"epoch {best_epoch}, val {best_val:.2f}%" if best_val is not None
+              else f"last epoch {best_epoch}, no validation split")
+    what = "test accuracy" if split == "test" else "validation accuracy (no test set)"
+    log(f"{what} {metrics[split + '_top1']:.2f}% (top-5 {metrics[split + '_top5']:.2f}%) of the "
+        f"chosen weights ({chosen}); trained in {format_duration(metrics['train_seconds'])}")
+    log(format_per_class(metrics))
+    images, labels = trainer.data.split(split)
+    if folder.tensorboard is not None:
+        log_final_to_tensorboard(trainer, folder, metrics, logits)
+    if trainer.cfg.report:
+        from cifarlab.reporting.report import write_report  # matplotlib: only when drawing
+
+        try:
+            write_report(folder.path, images, labels, logits, trainer.data.classes, split)
+        except Exception as e:  # the run itself is saved; the report can be redrawn later
+            log(f"report not written ({type(e).__name__}: {e}); "
+                f"retry with: cifarlab report {folder.path}")
+    log(f"saved in {folder.path}: {', '.join(folder.saved_files())}")
+
+
+def log_final_to_tensorboard(trainer: Trainer, folder: RunFolder, metrics: dict[str, Any],
+                             logits: torch.Tensor) -> None:
+    """The evaluation with the settings, the confusion matrix and the prediction grid."""
+    from cifarlab.reporting import plots
+
+    split, classes = metrics["evaluated_on"], trainer.data.classes
+    images, labels = trainer.data.split(split)
+    preds = logits.argmax(1).cpu().numpy()
+    figures = {"confusion": plots.plot_confusion(metrics["confusion"], classes, split),
+               "predictions": plots.plot_predictions(images[:64].cpu().numpy(),
+                                                     labels[:64].cpu().numpy(), preds[:64],
+                                                     classes, split=split)}
+    folder.tensorboard.final(trainer.cfg.to_dict(), metrics, figures,
+                             trainer.steps_done(trainer.state.epoch))

@@ -1,0 +1,160 @@
+"""`cifarlab compare RUN RUN...`: finished runs side by side in one self-contained page —
+curves overlaid (per epoch and per second), the settings that differ, accuracy with the
+differences to the first run, per-class accuracy (and which classes gained and lost most), and
+for two runs the change in the confusion matrix. Runs of different datasets or class lists are
+refused."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cifarlab.errors import CifarlabError
+from cifarlab.files import publish_text
+from cifarlab.reporting import plots
+from cifarlab.reporting.html import PAGE_STYLE, embed_png, html_table
+from cifarlab.runs import RunFolder
+
+IGNORED = ("run_dir", "report")  # settings that differ between any two runs
+
+
+def load_run(path: str | os.PathLike) -> dict[str, Any]:
+    """A finished run folder's settings, metrics, metrics.csv rows and name."""
+    folder = RunFolder(path)
+    if not RunFolder.holds_run(folder.path):
+        raise CifarlabError(f"{folder.path} is not a run folder; compare takes finished runs")
+    config, metrics = folder.settings().to_dict(), folder.metrics()
+    if metrics is None:
+        raise CifarlabError(f"{folder.path} has not finished (no test result yet); compare "
+                            "takes finished runs")
+    return {"name": folder.path.name, "path": folder.path, "config": config,
+            "metrics": metrics, "rows": folder.rows(),
+            "split": metrics.get("evaluated_on", "test")}
+
+
+def check_comparable(runs: list[dict[str, Any]]) -> None:
+    first = runs[0]
+    for run in runs[1:]:
+        a, b = first["config"].get("dataset"), run["config"].get("dataset")
+        if a != b or first["metrics"].get("classes") != run["metrics"].get("classes"):
+            raise CifarlabError(
+                f"cannot compare {first['name']} ({a}, {len(first['metrics'].get('classes', []))}"
+                f" classes) with {run['name']} ({b}, {len(run['metrics'].get('classes', []))} "
+                f"classes): compare runs of one dataset and one class list")
+        if run["split"] != first["split"]:
+            raise CifarlabError(f"{first['name']} was evaluated on {first['split']} and "
+                                f"{run['name']} on {run['split']}: their accuracies differ in kind")
+
+
+def differing_settings(runs: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+    keys = dict.fromkeys(k for r in runs for k in r["config"] if k not in IGNORED)
+    out = []
+    for key in keys:
+        values = [r["config"].get(key) for r in runs]
+        if any(v != values[0] for v in values):
+            out.append((key, values))
+    return out
+
+
+def accuracy_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+    """Top-1 and top-5 of each run, and the difference to the first run."""
+    split = runs[0]["split"]
+    base = runs[0]["metrics"]
+    out = []
+    for r in runs:
+        m = r["metrics"]
+        cells = [r["name"]]
+        for k in ("top1", "top5"):
+            value, ref = m[f"{split}_{k}"], base[f"{split}_{k}"]
+            cells += [f"{value:.2f}%", "" if r is runs[0] else f"{value - ref:+.2f}"]
+        cells.append(f"{m.get('train_seconds', 0) / 60:.1f} min")
+        out.append(cells)
+    return out
+
+
+def class_changes(runs: list[dict[str, Any]], top: int = 5) -> tuple[list, list]:
+    """(gained, lost): the classes whose accuracy rose or fell most from the first run to
+    the last, as (class, first, last, change)."""
+    a, b = runs[0]["metrics"]["per_class"], runs[-1]["metrics"]["per_class"]
+    changes = [(c, a[c], b[c], b[c] - a[c]) for c in a if a[c] is not None and b.get(c)
+               is not None]
+    changes.sort(key=lambda t: t[3])
+    return changes[::-1][:top], changes[:top]
+
+
+def _cells_table(head: list[str], rows: list[list[Any]]) -> str:
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                    for row in rows)
+    return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
+            + cells + "</table>")
+
+
+def draw(runs: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
+    names = [r["name"] for r in runs]
+    figures = {"curves.png": plots.plot_compare_curves([(r["name"], r["rows"]) for r in runs]),
+               "per_class.png": plots.plot_compare_per_class(
+                   names, [r["metrics"]["per_class"] for r in runs])}
+    if len(runs) == 2:
+        figures["confusion_change.png"] = plots.plot_confusion_change(
+            runs[0]["metrics"]["confusion"], runs[1]["metrics"]["confusion"],
+            runs[0]["metrics"]["classes"], names)
+    return {name: plots.save_png(fig, folder / name) for name, fig in figures.items()}
+
+
+def render(runs: list[dict[str, Any]], pictures: dict[str, Path]) -> str:
+    names = [r["name"] for r in runs]
+    img = {n: embed_png(p, n) for n, p in pictures.items()}
+    split = "test" if runs[0]["split"] == "test" else "validation (no test set)"
+    settings = differing_settings(runs)
+    gained, lost = class_changes(runs)
+
+    def changes(title: str, items: list) -> str:
+        rows = [[c, f"{x:.2f}%", f"{y:.2f}%", f"{d:+.2f}"] for c, x, y, d in items]
+        head = ["class", names[0], names[-1], "change"]
+        return f"<div><h3>{title}</h3>{_cells_table(head, rows)}</div>"
+
+    body = [
+        "<h1>cifarlab compare</h1>",
+        f"<p>{len(runs)} runs of {html.escape(str(runs[0]['config'].get('dataset')))}; "
+        f"differences are to the first run, {html.escape(names[0])}. Accuracy: {split}. "
+        f"Page written {datetime.now():%Y-%m-%d %H:%M}.</p>",
+        "<h2>Accuracy</h2>",
+        _cells_table(["run", "top-1", "change", "top-5", "change", "training time"],
+                     accuracy_rows(runs)),
+        "<h2>Settings that differ</h2>",
+        _cells_table(["setting", *names], [[k, *map(json.dumps, v)] for k, v in settings])
+        if settings else "<p>None: the runs share every setting.</p>",
+        "<h2>Curves</h2>", img["curves.png"],
+        "<h2>Per class</h2>",
+        f"<div class='cols'>{changes('Gained most', gained)}{changes('Lost most', lost)}</div>",
+        img["per_class.png"],
+    ]
+    if "confusion_change.png" in img:
+        body += ["<h2>Change in the confusion matrix</h2>", img["confusion_change.png"]]
+    body += ["<h2>Runs</h2>", html_table([(r["name"], str(r["path"])) for r in runs])]
+    title = html.escape("cifarlab compare: " + ", ".join(names))
+    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{title}"
+            f"</title>\n<style>{PAGE_STYLE}</style></head><body>\n" + "\n".join(body)
+            + "\n</body></html>\n")
+
+
+def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike = "compare.html",
+                 pictures: str | os.PathLike | None = None) -> Path:
+    """Write the comparison page of `run_dirs` (two or more finished runs) to `out`; the
+    pictures are inside the page, and also kept as PNG files in `pictures` if given."""
+    if len(run_dirs) < 2:
+        raise CifarlabError("compare needs two or more run folders")
+    runs = [load_run(p) for p in run_dirs]
+    check_comparable(runs)
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(pictures) if pictures else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        page = render(runs, draw(runs, folder))
+    publish_text(out, page)
+    return out

@@ -1,0 +1,32 @@
+"""What report.html and compare.html share: the page style, key-value tables and embedded
+pictures (the pages are self-contained: a single file, no network)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+from typing import Any
+
+PAGE_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1150px;
+       padding: 0 1rem; color: #222; }
+table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; }
+th, td { border: 1px solid #ddd; padding: 0.25rem 0.6rem; text-align: left; }
+table.kv th { background: #f5f5f5; }
+tr.worst td { color: #c62828; font-weight: bold; }
+.cols { display: flex; gap: 2rem; flex-wrap: wrap; }
+figure { margin: 1.5rem 0; } figcaption { font-weight: bold; margin-bottom: 0.5rem; }
+img { max-width: 100%; height: auto; border: 1px solid #eee; }
+"""
+
+
+def html_table(rows: list[tuple[str, Any]]) -> str:
+    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+                   for k, v in rows)
+    return f"<table class='kv'>{body}</table>"
+
+
+def embed_png(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"<img src='data:image/png;base64,{data}' alt='{html.escape(alt)}'>"

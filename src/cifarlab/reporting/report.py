@@ -1,0 +1,168 @@
+"""The run report: pictures (curves, confusion, per-class, predictions, mistakes) and one
+self-contained report.html, written into the run folder at the end of training or on demand
+with `cifarlab report RUN_DIR`."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+import torch
+
+from cifarlab.errors import CifarlabError
+from cifarlab.files import publish_text
+from cifarlab.inference import predict_split
+from cifarlab.metrics import compute_metrics
+from cifarlab.reporting import plots
+from cifarlab.reporting.html import PAGE_STYLE, embed_png, html_table
+from cifarlab.reporting.tables import shown_classes
+from cifarlab.runs import RunFolder
+from cifarlab.runs.logs import format_duration
+
+PICTURES = {
+    "curves.png": "Training curves",
+    "confusion.png": "Confusion matrix",
+    "per_class.png": "Accuracy per class",
+    "predictions.png": "Predictions on the first 64 test images",
+    "mistakes.png": "Most confidently wrong",
+}
+
+
+def confused_pairs(confusion: list[list[int]], classes: list[str], top: int = 10) -> list[dict]:
+    """The largest off-diagonal cells: which true class is most often taken for which."""
+    counts = np.asarray(confusion)
+    support = counts.sum(1)
+    off = counts.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[:top]
+    pairs = []
+    for flat in order:
+        i, j = divmod(int(flat), len(classes))
+        if off[i, j] == 0:
+            break
+        pairs.append({"true": classes[i], "predicted": classes[j], "count": int(off[i, j]),
+                      "share": 100.0 * off[i, j] / max(support[i], 1)})
+    return pairs
+
+
+def write_report(run_dir: str | os.PathLike, images: torch.Tensor, labels: torch.Tensor,
+                 logits: torch.Tensor, classes: list[str], split: str = "test") -> Path:
+    """Draw the pictures from test-set logits (`split="val"`: an image folder without a test
+    set) and write report.html; returns its path."""
+    folder = RunFolder(run_dir)
+    images_np = images.cpu().numpy()
+    labels_np = labels.cpu().numpy()
+    probs = torch.softmax(logits.float().cpu(), 1).numpy()
+    metrics = compute_metrics(logits.float().cpu(), labels.cpu(), classes)
+    metrics["split"] = split
+    rows = folder.rows()
+    with matplotlib.rc_context({"font.size": 11}):
+        written = _draw(folder.path, rows, metrics, images_np, labels_np, probs, classes)
+    publish_text(folder.report_page, render_html(folder, metrics, rows, written))
+    return folder.report_page
+
+
+def _draw(run_dir: Path, rows: list[dict], metrics: dict[str, Any], images: np.ndarray,
+          labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Path]:
+    split = "test" if metrics.get("split", "test") == "test" else "validation"
+    figures = {
+        "curves.png": plots.plot_curves(rows) if rows else None,
+        "confusion.png": plots.plot_confusion(metrics["confusion"], classes, split),
+        "per_class.png": plots.plot_per_class(metrics["per_class"], split),
+        "predictions.png": plots.plot_predictions(images[:64], labels[:64],
+                                                  probs[:64].argmax(1), classes, split=split),
+        "mistakes.png": plots.plot_mistakes(images, labels, probs, classes, split=split),
+    }
+    return {name: plots.save_png(fig, run_dir / name)
+            for name, fig in figures.items() if fig is not None}
+
+
+def report_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+               device: str = "auto") -> Path:
+    """Re-evaluate a run's chosen checkpoint on the test set and write its report."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CifarlabError(f"{run_dir} is not a folder; give a run folder made by cifarlab train")
+    p = predict_split(run_dir, data_dir=data_dir, split="test", device=device)
+    return write_report(run_dir, p["images"], p["labels"], p["logits"], p["classes"], p["split"])
+
+
+def _summary(metrics: dict[str, Any], saved: dict[str, Any]) -> list[tuple[str, Any]]:
+    best_val = saved.get("best_val_acc")
+    chosen = (f"epoch {saved['best_epoch']} (validation {best_val:.2f}%)" if best_val is not None
+              else f"epoch {saved['best_epoch']} (last; no validation split)"
+              if "best_epoch" in saved else "unknown")
+    name = "test" if metrics.get("split", "test") == "test" else "validation"
+    rows = [(f"{name} top-1", f"{metrics['top1']:.2f}%"),
+            (f"{name} top-5", f"{metrics['top5']:.2f}%"),
+            (f"{name} loss", f"{metrics['loss']:.4f}"), (f"{name} images", metrics["count"]),
+            ("weights tested", chosen)]
+    if "epochs" in saved:
+        rows += [("epochs run", saved["epochs"]),
+                 ("training time", format_duration(saved["train_seconds"])),
+                 ("device", f"{saved.get('device', '?')} ({saved.get('device_name', '?')})"),
+                 ("torch / cifarlab", f"{saved.get('torch_version')} / "
+                                      f"{saved.get('cifarlab_version')}")]
+    return rows
+
+
+def _per_class_table(metrics: dict[str, Any]) -> str:
+    """Worst first; with many classes the 10 worst and the 10 best (see `shown_classes`)."""
+    items, worst, title = shown_classes(metrics["per_class"])
+    body = "".join(
+        f"<tr{' class=worst' if c == worst else ''}><td>{html.escape(c)}</td>"
+        f"<td>{'n/a' if a is None else f'{a:.2f}%'}</td></tr>"
+        for c, a in sorted(items, key=lambda t: (t[1] is None, t[1] or 0.0)))
+    return (f"<table><tr><th>class</th><th>{html.escape(title)}</th></tr>{body}</table>")
+
+
+def _pairs_table(metrics: dict[str, Any]) -> str:
+    pairs = confused_pairs(metrics["confusion"], metrics["classes"])
+    body = "".join(f"<tr><td>{html.escape(p['true'])}</td><td>{html.escape(p['predicted'])}"
+                   f"</td><td>{p['count']}</td><td>{p['share']:.1f}%</td></tr>" for p in pairs)
+    return ("<table><tr><th>true</th><th>predicted as</th><th>images</th>"
+            f"<th>share of the true class</th></tr>{body}</table>")
+
+
+def render_html(folder: RunFolder, metrics: dict[str, Any], rows: list[dict],
+                pictures: dict[str, Path]) -> str:
+    saved = folder.metrics() or {}  # the training run's own figures, when it finished
+    config = folder.settings()
+    title = f"cifarlab report: {folder.path.name}"
+    split = "test" if metrics.get("split", "test") == "test" else "validation"
+    captions = {name: PICTURES[name].replace("test", split) for name in pictures}
+    figures = "".join(f"<figure><figcaption>{captions[name]}</figcaption>"
+                      f"{embed_png(path, captions[name])}</figure>"
+                      for name, path in pictures.items())
+    honesty = ("Test accuracy is measured once, on weights chosen without the test set." if
+               split == "test" else "No test set: these are validation figures, and the same "
+               "validation split chose the weights, so they are optimistic.")
+    config_rows = [(k, json.dumps(v) if isinstance(v, (list, tuple, dict)) else v)
+                   for k, v in config.to_dict().items()]
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>{PAGE_STYLE}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>{html.escape(config.dataset)}, model {html.escape(config.model)},
+preset {html.escape(config.preset)}, seed {config.seed}.
+{honesty}
+Report written {datetime.now():%Y-%m-%d %H:%M}.</p>
+{html_table(_summary(metrics, saved) + [("test-time augmentation", config.tta)])}
+<div class="cols">
+<div><h2>Per class (worst first)</h2>{_per_class_table(metrics)}</div>
+<div><h2>Most confused pairs</h2>{_pairs_table(metrics)}</div>
+</div>
+<h2>Pictures</h2>
+{figures}
+<h2>Configuration</h2>
+{html_table(config_rows)}
+</body></html>
+"""

@@ -1,0 +1,266 @@
+"""A run's folder and every file in it, written and read back by one owner, `RunFolder`:
+
+    config.json    the resolved settings (usable again with --config)
+    train.log      everything the run printed
+    metrics.csv    one row per finished epoch
+    best.pt        the chosen weights: best validation accuracy, else the last epoch
+    last.pt        the last finished epoch's weights and the whole training state (--resume)
+    metrics.json   the final evaluation: the mark of a finished run
+    state.json     how the run ended: finished, stopped, pruned or failed
+    lock           "pid host" of the process writing the folder
+    tensorboard/   --tensorboard's event files
+    report.html    the report (with the pictures the report draws beside it)
+    model.onnx, model.torchscript.pt    `cifarlab export`'s files
+
+No other module names these files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cifarlab.errors import CheckpointError, CifarlabError, TrainingInterrupted
+from cifarlab.files import publish_text
+from cifarlab.runs.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
+from cifarlab.runs.config import Config
+from cifarlab.runs.lock import RunLock
+from cifarlab.runs.logs import MetricsCSV, RunLog, read_rows
+from cifarlab.runs.tensorboard_log import TensorBoardLog
+
+CONFIG, LOG, ROWS, METRICS, STATE, LOCK = ("config.json", "train.log", "metrics.csv",
+                                           "metrics.json", "state.json", "lock")
+REPORT, TENSORBOARD = "report.html", "tensorboard"
+CHECKPOINTS = {"best": "best.pt", "last": "last.pt"}
+EXPORTS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
+MARKS = (CONFIG, STATE, ROWS)  # any of them: a run folder
+
+
+class RunFolder:
+    """One run's folder. Writing: open it with `with` (the lock is held inside, and state.json
+    says how the run ended); with `writer=False` (every torchrun process but rank 0) it writes
+    nothing. Reading needs no lock."""
+
+    def __init__(self, path: str | os.PathLike, *, quiet: bool = False, writer: bool = True):
+        self.path = Path(path)
+        self.writer = writer
+        self.lock = RunLock(self.path / LOCK)
+        self.log = RunLog(self.path / LOG, quiet, writer)
+        self.rows_file: MetricsCSV | None = None
+        self.tensorboard: TensorBoardLog | None = None
+
+    @staticmethod
+    def holds_run(path: str | os.PathLike) -> bool:
+        return any((Path(path) / name).exists() for name in MARKS)
+
+    # --- the run's lifetime
+    def __enter__(self) -> RunFolder:
+        if self.writer:
+            self.lock.acquire()
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> None:
+        try:
+            if self.writer and self.lock.held:
+                self.write_state(exc)
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+            self.lock.release()
+
+    def write_state(self, exc: BaseException | None) -> None:
+        """state.json, how the run ended: finished (metrics.json written), stopped (resumable:
+        a signal, a second Ctrl-C), pruned (a search stopped it) or failed (the error)."""
+        name = type(exc).__name__ if exc is not None else ""
+        if exc is None:
+            state = "finished" if self.finished else "failed"
+        elif isinstance(exc, (TrainingInterrupted, KeyboardInterrupt)):
+            state = "stopped"
+        else:
+            state = "pruned" if name == "TrialPruned" else "failed"
+        info: dict[str, Any] = {"state": state, "ended": datetime.now().isoformat("T", "seconds")}
+        if exc is not None:
+            info["message"] = (str(exc).strip().splitlines() or [name])[0]
+        if state == "stopped" and self.checkpoint_path("last").is_file():
+            info["resume"] = self.resume_command()
+        # On a full disk the run's own error says more than this file could.
+        with contextlib.suppress(OSError):
+            publish_text(self.path / STATE, json.dumps(info, indent=2) + "\n")
+
+    def resume_command(self) -> str:
+        return f"cifarlab train --resume {self.path}"
+
+    def check_resumable(self) -> None:
+        """A stopped run: it has last.pt and no metrics.json."""
+        if self.finished:
+            raise CifarlabError(f"{self.path} finished already (it has {METRICS}); nothing "
+                                "to resume")
+        if not self.checkpoint_path("last").is_file():
+            raise CifarlabError(f"{self.path} holds no {CHECKPOINTS['last']} to resume from; is "
+                                "it a run folder whose first epoch finished?")
+
+    # --- writing (nothing without `writer`)
+    def write_config(self, cfg: Config) -> None:
+        if self.writer:
+            publish_text(self.path / CONFIG, json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    def start_rows(self, rows: list[dict[str, Any]]) -> None:
+        """metrics.csv from the rows a resumed run already has (and nothing after them)."""
+        self.rows_file = MetricsCSV(self.path / ROWS, rows, enabled=self.writer)
+
+    def add_row(self, row: dict[str, Any], step: int) -> None:
+        """An epoch's row: metrics.csv, and TensorBoard at global step `step`."""
+        assert self.rows_file is not None, "start_rows first"
+        self.rows_file.add(row)
+        if self.tensorboard is not None:
+            self.tensorboard.epoch(row, step)
+
+    def open_tensorboard(self, done: int) -> None:
+        """Event files of a run that has taken `done` steps: what a killed run wrote for any
+        later step is dropped."""
+        if self.writer:
+            self.tensorboard = TensorBoardLog(self.path / TENSORBOARD,
+                                              purge_step=done + 1 if done else 0)
+
+    def log_step(self, step: int, loss: float, lr: float) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.step(step, loss, lr)
+
+    def save_checkpoint(self, which: str, *, config: Config, classes: list[str],
+                        weights: dict[str, Any], epoch: int, val_acc: float | None,
+                        resume: dict[str, Any] | None = None) -> None:
+        """best.pt or last.pt (`which`: "best" or "last")."""
+        if self.writer:
+            write_checkpoint(self.checkpoint_path(which), config=config, classes=classes,
+                             weights=weights, epoch=epoch, val_acc=val_acc, resume=resume)
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        """metrics.json, the mark of a finished run."""
+        if self.writer:
+            publish_text(self.path / METRICS, json.dumps(metrics, indent=2) + "\n")
+
+    # --- reading
+    @property
+    def finished(self) -> bool:
+        return (self.path / METRICS).exists()
+
+    def settings(self, missing_ok: bool = False) -> Config | None:
+        """The run's settings, as it trained with them (None: none written, if `missing_ok`)."""
+        values = self._json(CONFIG)
+        if values is None:
+            if missing_ok:
+                return None
+            raise CheckpointError(f"{self.path} is not a run folder ({CONFIG} missing)")
+        try:
+            return Config.from_dict(values)
+        except CifarlabError as e:
+            raise CheckpointError(f"{self.path / CONFIG}: {e}") from None
+
+    def metrics(self) -> dict[str, Any] | None:
+        """metrics.json's content; None while the run has not finished."""
+        return self._json(METRICS)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """metrics.csv's rows, as numbers (none before the first epoch ends)."""
+        return read_rows(self.path / ROWS)
+
+    def ended(self) -> dict[str, Any] | None:
+        """state.json's content: how the run ended (None: running, killed, or older)."""
+        return self._json(STATE)
+
+    def checkpoint_path(self, which: str) -> Path:
+        return self.path / CHECKPOINTS[which]
+
+    def checkpoint(self, which: str) -> Checkpoint:
+        return read_checkpoint(self.checkpoint_path(which))
+
+    def chosen_checkpoint_path(self) -> Path:
+        """best.pt, else last.pt (a run stopped before its first best)."""
+        for which in ("best", "last"):
+            if self.checkpoint_path(which).is_file():
+                return self.checkpoint_path(which)
+        raise CheckpointError(f"{self.path} holds no {CHECKPOINTS['best']} or "
+                              f"{CHECKPOINTS['last']}; is it a cifarlab run folder?")
+
+    def status(self) -> tuple[str, str]:
+        """(state, detail): running (a live lock), else what state.json says, else finished
+        when metrics.json exists, else "stopped or failed" (an older cifarlab's, or killed)."""
+        if (holder := self.lock.live_owner()) is not None:
+            return "running", holder
+        ended = self.ended() or {}
+        if ended.get("state") in ("finished", "stopped", "failed", "pruned"):
+            key = "resume" if ended["state"] == "stopped" else "message"
+            return ended["state"], ended.get(key, "")
+        if self.finished:
+            return "finished", ""
+        resumable = self.checkpoint_path("last").is_file()
+        return "stopped or failed", self.resume_command() if resumable else ""
+
+    def started(self) -> datetime:
+        """When the run started (config.json's time; train.log's, or the folder's)."""
+        first = next((p for p in (self.path / CONFIG, self.path / LOG) if p.exists()),
+                     self.path)
+        return datetime.fromtimestamp(first.stat().st_mtime)
+
+    # --- files others write into the folder
+    @property
+    def report_page(self) -> Path:
+        return self.path / REPORT
+
+    def export_path(self, fmt: str) -> Path:
+        return self.path / EXPORTS[fmt]
+
+    def saved_files(self) -> list[str]:
+        """What a finished run keeps, for the last line of its log."""
+        names = [*CHECKPOINTS.values(), METRICS, ROWS, TENSORBOARD + "/", REPORT]
+        return [n for n in names if (self.path / n.rstrip("/")).exists()]
+
+    def _json(self, name: str) -> dict[str, Any] | None:
+        """A JSON object file of the folder; None when absent, one clear error when damaged."""
+        path = self.path / name
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"{path} is damaged ({type(e).__name__}: {e})") from None
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{path} is damaged (not a JSON object)")
+        return data
+
+
+def new_run_dir(run_dir: str | os.PathLike | None, preset: str) -> Path:
+    """The folder of a new run, created: `run_dir`, which must not hold a run yet, or a fresh
+    runs/<timestamp>-<preset>."""
+    if run_dir:
+        path = Path(run_dir)
+        if (path / ROWS).exists() or (path / CHECKPOINTS["last"]).exists():
+            raise CifarlabError(f"{path} already holds a run; choose another --run-dir, or "
+                                f"continue it with: cifarlab train --resume {path}")
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = Path("runs") / f"{stamp}-{preset}"
+        n = 1
+        while path.exists():  # two runs started in the same second
+            n += 1
+            path = Path("runs") / f"{stamp}-{preset}-{n}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CifarlabError(f"cannot create run folder {path}: {e.strerror}") from None
+    return path
+
+
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """A checkpoint file as given, or a run folder's chosen one (best.pt, else last.pt)."""
+    p = Path(path)
+    return RunFolder(p).chosen_checkpoint_path() if p.is_dir() else p
+
+
+def open_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """A checkpoint file, or a run folder's chosen checkpoint, read."""
+    return read_checkpoint(checkpoint_file(path))

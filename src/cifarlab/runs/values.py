@@ -1,0 +1,85 @@
+"""Setting values as they arrive from config files and the command line: files read (TOML,
+YAML or JSON), and strings converted to each setting's declared type, with one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from cifarlab.errors import ConfigError
+
+
+def coerce(name: str, value: Any, hint: Any) -> Any:
+    """Convert a value read from a file or the command line to the field's declared type."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        hint = next(a for a in args if a is not type(None))
+        return coerce(name, value, hint)
+    try:
+        if origin is tuple:
+            return _coerce_tuple(name, value, args)
+        if hint is dict or origin is dict:
+            value = json.loads(value) if isinstance(value, str) else value
+            if not isinstance(value, dict):
+                raise ConfigError(f"{name} must be a mapping")
+            return dict(value)
+        if hint is bool:
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
+                    raise ConfigError(f"{name} must be true or false, not {value!r}")
+                return value.lower() in ("true", "yes", "1", "on")
+            return bool(value)
+        if hint is int and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(f"{name} must be a whole number, not {value}")
+        return hint(value)
+    except (TypeError, ValueError, json.JSONDecodeError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{name}: cannot read {value!r} as {getattr(hint, '__name__', hint)}"
+                          ) from None
+
+
+def _coerce_tuple(name: str, value: Any, args: tuple) -> tuple:
+    if isinstance(value, str):
+        value = [v for v in value.replace(",", " ").split() if v]
+    if args[-1] is Ellipsis:  # any number of one type; a lone value is one of them
+        value = list(value) if isinstance(value, (list, tuple)) else [value]
+        args = (args[0],) * len(value)
+    if len(value) != len(args):
+        raise ConfigError(f"{name} needs {len(args)} values, got {len(value)}")
+    return tuple(coerce(name, v, a) for a, v in zip(args, value, strict=True))
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Settings from a .toml, .yaml/.yml or .json file (same names as the Config fields)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+    try:
+        if p.suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib
+            data = tomllib.loads(text)
+        elif p.suffix in (".yaml", ".yml", ".json"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            raise ConfigError(f"config file {p} must end in .toml, .yaml, .yml or .json")
+    except ConfigError:
+        raise
+    except Exception as e:  # parser errors of three libraries; all mean "fix the file"
+        raise ConfigError(f"config file {p} is not valid {p.suffix[1:].upper()}: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of settings")
+    return data

@@ -1,0 +1,22 @@
+"""The networks of a run (training/networks.py): the warmed-up EMA."""
+
+import pytest
+import torch
+
+from cifarlab.training.networks import ema_update_fn
+
+
+def test_ema_warms_up():
+    """Update n blends with weight 1 - min(decay, (1 + n) / (10 + n)): the EMA follows the
+    weights early on instead of staying at the initial ones."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    ema = torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=ema_update_fn(0.999),
+                                              use_buffers=True)
+    expected = None
+    for n, value in enumerate([1.0, 2.0, 3.0, 4.0]):
+        model.weight.data.fill_(value)
+        ema.update_parameters(model)
+        d = min(0.999, (1 + n) / (10 + n))
+        expected = value if n == 0 else d * expected + (1 - d) * value
+    assert ema.module.weight.item() == pytest.approx(expected)
+    assert expected > 2.5  # a plain 0.999 decay would still be at 1.003
