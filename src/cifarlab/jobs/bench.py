@@ -36,9 +36,12 @@ COMPARATORS = "comparators.json"
 
 
 def git_commit() -> str | None:
+    """The checkout's commit, with "-dirty" when its working tree has changes (so that a
+    result never names a commit whose code did not run)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, cwd=Path(__file__).parent, timeout=10)
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"],
+                             capture_output=True, text=True, cwd=Path(__file__).parent,
+                             timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
