@@ -22,7 +22,7 @@ import re
 import sys
 from pathlib import Path
 
-from cifarlab.jobs.bench import markdown_table, summarize_all
+from cifarlab.jobs.bench import markdown_table, summarize_all, wall_time
 from cifarlab.runs import DEFAULT_PRESET, PRESETS, Config, make_config, option_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ PRESET_RESULTS = {"fast": "cpu-2core-xeon.json", "90": "cpu-2core-xeon.json",
                   "seed-fast": "cpu-2core-xeon.json"}
 SINGLE_RUNS = {"tutorial": ("starting-points", 0), "seed": ("starting-points", 1)}
 UNMEASURED = {"finetune": "not measured: no pretrained weights can be downloaded here",
-              "resnet18": "not measured: a GPU recipe (about 15 min an epoch on 2 CPU cores)"}
+              "resnet18": "not measured: a GPU recipe, slow on a CPU"}
 
 
 def load(name: str) -> dict:
@@ -45,7 +45,8 @@ def load(name: str) -> dict:
 
 
 def machine(result: dict) -> str:
-    """"2-core AMD EPYC, torch 2.14.1" (and the GPU, and native bf16 where recorded)."""
+    """The machine as the tables name it: cores, CPU, native bf16 and GPU where recorded,
+    torch."""
     cpus = sorted({r.get("cpu", result.get("cpu")).replace("(R)", "") for r in result["runs"]})
     bf16 = " with native bf16" if result.get("native_bf16") else ""
     gpu = f", GPU {result['gpu']}" if result.get("gpu") else ""
@@ -83,13 +84,11 @@ def bench_table(name: str) -> str:
     return "\n".join(lines)
 
 
-def minutes(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
-
-
 def presets_table() -> str:
+    """One figure per preset, then the commands that measured them."""
     lines = ["| preset | what it trains | test accuracy (seeds) | wall time | machine |",
              "| --- | --- | --- | --- | --- |"]
+    measured: list[str] = []
     for name, preset in PRESETS.items():
         figure, wall, where = UNMEASURED.get(name, "not measured"), "", ""
         if name in PRESET_RESULTS:
@@ -97,16 +96,19 @@ def presets_table() -> str:
             s = summarize_all(result["runs"])[name]
             figure = (f"{s['test_top1']['mean']:.2f}% ± {s['test_top1']['std']:.2f} "
                       f"({s['seeds']})")
-            wall = minutes(s["wall_seconds"]["mean"])
+            wall = wall_time(s["wall_seconds"]["mean"])
             where = machine(result).split(", torch")[0]
+            measured += [c for c in commands(PRESET_RESULTS[name], result)
+                         if name in c.split(" --")[0].split()[2:]]
         elif name in SINGLE_RUNS:
             table, row = SINGLE_RUNS[name]
             t = load("development-runs.json")["tables"][table]
             cells = dict(zip(t["columns"], t["rows"][row]["cells"], strict=True))
             figure = f"{cells['test top-1']} (1 run, {cells['epochs run']} epochs)"
             wall, where = cells["wall time"], t["machine"].split(",")[0]
+            measured.append(t["commands"][row])
         lines.append(f"| `{name}` | {preset.description} | {figure} | {wall} | {where} |")
-    return "\n".join(lines)
+    return "\n".join([*lines, "", "```bash", *dict.fromkeys(measured), "```"])
 
 
 def targets_table() -> str:
@@ -119,8 +121,8 @@ def targets_table() -> str:
             runs = [r for r in result["runs"] if r["preset"] == t["preset"]]
             accs = ", ".join(f"{r['test_top1']:.2f}" for r in runs)
             measured = (f"{s['test_top1']['mean']:.2f}% ± {s['test_top1']['std']:.2f} ({accs}) "
-                        f"in {minutes(s['wall_seconds']['mean'])} (at most "
-                        f"{minutes(s['wall_seconds']['max'])})")
+                        f"in {wall_time(s['wall_seconds']['mean'])} (at most "
+                        f"{wall_time(s['wall_seconds']['max'])})")
             checks = [min(r["test_top1"] for r in runs) >= t.get("every_seed", 0),
                       s["test_top1"]["mean"] >= t.get("mean", 0),
                       s["wall_seconds"]["mean"] <= t.get("mean_wall_s", float("inf"))]

@@ -7,7 +7,6 @@ import functools
 import hashlib
 import http.server
 import io
-import json
 import pickle
 import tarfile
 import threading
@@ -18,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 
+from cifarlab.cli.options import as_argv
 from cifarlab.data import CIFAR10_CLASSES, DATASETS, load_data
-from cifarlab.runs import Config, RunFolder, make_config, option_name
+from cifarlab.runs import Config, RunFolder, make_config
 from cifarlab.runtime import seed_everything
 from cifarlab.training import Trainer, build_trainer
 
@@ -80,23 +80,9 @@ def fit_in(trainer: Trainer, run_dir: Path) -> dict:
         return trainer.fit(folder)
 
 
-def as_flags(settings: dict[str, Any]) -> list[str]:
-    """Settings as the command-line options of `cifarlab train`."""
-    flags: list[str] = []
-    for name, value in settings.items():
-        if isinstance(value, bool):
-            flags.append(option_name(name) if value else option_name("no_" + name))
-        elif isinstance(value, (list, tuple)):
-            flags += [option_name(name), *map(str, value)]
-        else:
-            text = json.dumps(value) if isinstance(value, dict) else str(value)
-            flags += [option_name(name), "none" if value is None else text]
-    return flags
-
-
 def tiny_args(data: Path, run_dir: Path, **kw: Any) -> list[str]:
     """TINY settings as `cifarlab train` options, for the dataset in `data`."""
-    return as_flags({**TINY, "data_dir": str(data), "run_dir": str(run_dir), **kw})
+    return as_argv({**TINY, "data_dir": str(data), "run_dir": str(run_dir), **kw})
 
 
 def rows(run_dir: Path, timings: bool = False) -> list[dict[str, Any]]:

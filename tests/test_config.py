@@ -6,9 +6,10 @@ import torch
 
 from cifarlab.data import DATASETS
 from cifarlab.errors import ConfigError
-from cifarlab.models import IMAGENET_STATS
+from cifarlab.models import IMAGENET_STATS, create_model
 from cifarlab.runs import PRESETS, Config, make_config
 from cifarlab.runtime import eval_batch_size
+from conftest import tiny_trainer
 
 
 def test_precedence_preset_then_file_then_overrides(tmp_path):
@@ -143,8 +144,6 @@ def test_another_model_keeps_the_recipe_and_leaves_the_presets_network_part():
 
 
 def test_cli_model_override_builds(fake_data):
-    from cifarlab.models import create_model
-    from conftest import tiny_trainer
 
     t = tiny_trainer(fake_data, model="resnet9", model_args={})
     reference = create_model("resnet9")

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from conftest import as_flags, rows, tiny_args
+from cifarlab.cli.options import as_argv
+from conftest import rows, tiny_args
 
 RUN = dict(val_size=100, epochs=3, report=False, num_threads=1, device="cpu")
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
@@ -16,7 +17,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 def train_cmd(data, run, nproc, *extra):
     launcher = [*TORCHRUN, str(nproc)] if nproc > 1 else [sys.executable]
-    return subprocess.run([*launcher, "-m", "cifarlab", "train", *as_flags(
+    return subprocess.run([*launcher, "-m", "cifarlab", "train", *as_argv(
         {"data_dir": str(data), "run_dir": str(run), **RUN}), *extra],
         capture_output=True, text=True, timeout=300)
 

@@ -10,6 +10,7 @@ from cifarlab.data.augment import Augmenter
 from cifarlab.errors import TrainingError
 from cifarlab.models import Classifier
 from cifarlab.models.trimmed_conv import TrimmedConv2d
+from cifarlab.runs import RunFolder
 from cifarlab.training import Trainer, build_trainer
 from cifarlab.training.networks import Networks
 from cifarlab.training.state import TrainRandom
@@ -102,8 +103,6 @@ def test_the_ema_weights_are_validated_saved_and_tested(fake_data, tmp_path):
     m = fit_in(t, tmp_path / "run")
     ema = t.nets.ema.module.state_dict()
     raw = t.nets.model.state_dict()
-    from cifarlab.runs import RunFolder
-
     last = RunFolder(tmp_path / "run").checkpoint("last")
     assert all(torch.equal(last.state_dict[k], ema[k].cpu()) for k in ema)  # the EMA is saved
     assert any(not torch.equal(ema[k], raw[k]) for k in raw if raw[k].is_floating_point())
@@ -118,8 +117,6 @@ def test_the_ema_weights_are_validated_saved_and_tested(fake_data, tmp_path):
 
 def test_last_pt_holds_the_weights_once(fake_data, tmp_path):
     """Without an EMA, the weights to use and the trainer's own are the same tensors."""
-    from cifarlab.runs import RunFolder
-
     fit_in(tiny_trainer(fake_data, epochs=1), tmp_path / "run")
     last = RunFolder(tmp_path / "run").checkpoint("last")
     for k, v in last.state_dict.items():

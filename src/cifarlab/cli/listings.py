@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-from typing import Any
+import shlex
 
+from cifarlab.cli.options import as_argv
 from cifarlab.models import describe_model, list_models, list_source_models
-from cifarlab.runs import DEFAULT_PRESET, PRESETS, option_name
+from cifarlab.runs import DEFAULT_PRESET, PRESETS
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -38,25 +38,12 @@ def show_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def as_options(values: dict[str, Any]) -> str:
-    """Settings spelt as the command-line options that set them."""
-    def one(name: str, value: Any) -> str:
-        if isinstance(value, bool):
-            return option_name(name) if value else option_name("no_" + name)
-        if isinstance(value, (tuple, list)):
-            value = " ".join(map(str, value))
-        elif isinstance(value, dict):
-            value = f"'{json.dumps(value)}'"
-        return f"{option_name(name)} {value}"
-    return " ".join(one(k, v) for k, v in values.items())
-
-
 def show_presets(args: argparse.Namespace) -> int:
     for name, preset in PRESETS.items():
         mark = " (default)" if name == DEFAULT_PRESET else ""
         print(f"{name}{mark}: {preset.description}")
         print(f"    network (left out when you name another --model): "
-              f"{as_options(preset.network)}")
+              f"{shlex.join(as_argv(preset.network))}")
         if preset.recipe:
-            print(f"    recipe: {as_options(preset.recipe)}")
+            print(f"    recipe: {shlex.join(as_argv(preset.recipe))}")
     return 0

@@ -214,8 +214,8 @@ def markdown_table(result: dict[str, Any]) -> str:
         ratios = "".join(f" {s['wall_ratio'][c]:.2f}x |" for c in comparators)
         name = f"comparator `{preset}`" if preset in comparators else f"`{preset}`"
         lines.append(f"| {name} | {acc['mean']:.2f}% ± {acc['std']:.2f} ({per_seed}) | "
-                     f"{s['seeds']} | {_minutes(s['wall_seconds']['mean'])} "
-                     f"({_minutes(s['wall_seconds']['max'])}) |{ratios} "
+                     f"{s['seeds']} | {wall_time(s['wall_seconds']['mean'])} "
+                     f"({wall_time(s['wall_seconds']['max'])}) |{ratios} "
                      f"{s['peak_rss_mb'] / 1024:.2f} GB |")
     cpus = sorted({r.get("cpu", result.get("cpu")) for r in result["runs"]})
     lines.append(f"\nCPU: {', '.join(cpus)}" + ("  (runs from different machines: compare "
@@ -223,5 +223,6 @@ def markdown_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _minutes(seconds: float) -> str:
+def wall_time(seconds: float) -> str:
+    """A run's wall time as the tables give it: seconds under two minutes, else minutes."""
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

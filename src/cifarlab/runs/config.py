@@ -284,8 +284,7 @@ def _layer(values: dict[str, Any], layer: dict[str, Any], source: str) -> dict[s
     if out["model"] != values["model"]:
         out["model_args"] = {}
     if args is not None:
-        merged = {**out["model_args"], **apply_values({}, {"model_args": args},
-                                                      source)["model_args"]}
+        merged = {**out["model_args"], **coerce("model_args", args, dict)}
         out["model_args"] = {k: v for k, v in merged.items() if v is not None}
     return out
 

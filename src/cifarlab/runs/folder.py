@@ -216,8 +216,8 @@ class RunFolder:
 
     def saved_files(self) -> list[str]:
         """What a finished run keeps, for the last line of its log."""
-        names = [*CHECKPOINTS.values(), METRICS, ROWS, TENSORBOARD + "/", REPORT]
-        return [n for n in names if (self.path / n.rstrip("/")).exists()]
+        names = [*CHECKPOINTS.values(), METRICS, ROWS, TENSORBOARD, REPORT]
+        return [n for n in names if (self.path / n).exists()]
 
     def _json(self, name: str) -> dict[str, Any] | None:
         """A JSON object file of the folder; None when absent, one clear error when damaged."""
