@@ -35,72 +35,26 @@ Differences, all of them:
   - the original also evaluates the test set after every epoch for its log (outside its
     timer); here only the final evaluation runs.
   - --seed seeds torch (the original does not seed); results go to --out as JSON.
+As the original: `cudnn.benchmark` on CUDA (a CPU has no counterpart) and the fused SGD step
+(fused on the CPU too, which torch supports).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import pickle
 import time
-from pathlib import Path
 
-import numpy as np
+import comparator_kit as kit
 import torch
 import torch.nn.functional as F
+from comparator_kit import random_flip
 from torch import nn
 
-MEAN = (0.4914, 0.4822, 0.4465)
-STD = (0.2470, 0.2435, 0.2616)
 BATCH_SIZE, EPOCHS, WHITEN_BIAS_EPOCHS = 2000, 8, 3
 BIAS_LR, HEAD_LR, MUON_LR = 0.053, 0.67, 0.24
 WEIGHT_DECAY = 2e-6 * BATCH_SIZE  # per step, for the summed loss of a batch of 2,000
 
 
-# --- device and precision ------------------------------------------------------------------
-
-def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def native_bf16() -> bool:
-    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        fn = getattr(torch.cpu, probe, None)
-        if fn is not None and fn():
-            return True
-    return False
-
-
-def pick_dtype(device: torch.device) -> torch.dtype:
-    if device.type == "cuda":
-        return torch.float16
-    return torch.bfloat16 if native_bf16() else torch.float32
-
-
 # --- data ----------------------------------------------------------------------------------
-
-def read_split(folder: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
-    images, labels = [], []
-    for name in names:
-        with open(folder / name, "rb") as f:
-            batch = pickle.load(f, encoding="latin1")
-        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(batch["labels"], dtype=np.int64))
-    return torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels))
-
-
-def normalize(images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    mean = torch.tensor(MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=images.device).view(1, 3, 1, 1)
-    x = ((images.float() / 255 - mean) / std).to(dtype)
-    return x.contiguous(memory_format=torch.channels_last)
-
-
-def random_flip(images: torch.Tensor) -> torch.Tensor:
-    mask = (torch.rand(len(images), device=images.device) < 0.5).view(-1, 1, 1, 1)
-    return torch.where(mask, images.flip(-1), images)
-
 
 def random_translate(padded: torch.Tensor, size: int) -> torch.Tensor:
     """A random size x size window of each padded image: rows first, then columns, one shift
@@ -236,7 +190,7 @@ def train(model: nn.Module, batches: TrainBatches, ns_dtype: torch.dtype, epochs
         dict(params=[model.whiten.bias], lr=BIAS_LR, weight_decay=WEIGHT_DECAY / BIAS_LR),
         dict(params=norm_biases, lr=BIAS_LR, weight_decay=WEIGHT_DECAY / BIAS_LR),
         dict(params=[model.head.weight], lr=HEAD_LR, weight_decay=WEIGHT_DECAY / HEAD_LR),
-    ], momentum=0.85, nesterov=True)
+    ], momentum=0.85, nesterov=True, fused=True)
     muon = RecordMuon(filters, lr=MUON_LR, momentum=0.6, ns_dtype=ns_dtype)
     initial = [(g, g["lr"]) for g in sgd.param_groups + muon.param_groups]
     model.train()
@@ -272,47 +226,23 @@ def test_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default="data",
-                        help="folder holding cifar-10-batches-py/ (default: ./data)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--compile", action="store_true", help="torch.compile the network")
-    parser.add_argument("--out", help="write the results here as JSON")
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
-                        help="for tests on small data only: the record's is 2000")
-    parser.add_argument("--epochs", type=int, default=EPOCHS,
-                        help="for tests only: the record's is 8")
-    args = parser.parse_args()
-    folder = Path(args.data_dir) / "cifar-10-batches-py"
-    if not (folder / "test_batch").is_file():
-        raise SystemExit(f"error: CIFAR-10 not found in {folder}; pass --data-dir")
-    torch.manual_seed(args.seed)
-    device = pick_device()
-    dtype = pick_dtype(device)
+    args = kit.parse_args(__doc__.split("\n\n")[0], BATCH_SIZE, EPOCHS)
+    data = kit.load(args)
+    dtype = data.dtype
     ns_dtype = torch.float32 if dtype == torch.float32 else torch.bfloat16
-    train_images, train_labels = read_split(folder, train=True)
-    test_images, test_labels = read_split(folder, train=False)
-    train_x = normalize(train_images.to(device), dtype)
-    test_x = normalize(test_images.to(device), dtype)
-    model = RecordNet().to(device)
+    model = RecordNet().to(data.device)
     for module in model.modules():  # everything but BatchNorm in the low precision
         if not isinstance(module, nn.BatchNorm2d):
             module.to(dtype)
     model = model.to(memory_format=torch.channels_last)
-    model.init_whiten(train_x[:5000])
+    model.init_whiten(data.train_x[:5000])
     net = torch.compile(model) if args.compile else model
     start = time.perf_counter()
-    batches = TrainBatches(train_x, train_labels.to(device), args.batch_size)
+    batches = TrainBatches(data.train_x, data.train_y, args.batch_size)
     train(net, batches, ns_dtype, args.epochs)
     train_seconds = time.perf_counter() - start
-    acc = 100 * test_accuracy(net, test_x, test_labels.to(device))
-    print(f"test accuracy {acc:.2f}%  ({train_seconds:.0f} s training, {dtype}, {device})")
-    if args.out:
-        Path(args.out).write_text(json.dumps({
-            "test_top1": acc, "epochs": args.epochs, "batch_size": args.batch_size,
-            "train_seconds": train_seconds,
-            "device": str(device), "precision": str(dtype).replace("torch.", ""),
-            "compile": args.compile, "seed": args.seed}) + "\n")
+    kit.write_result(args, data, 100 * test_accuracy(net, data.test_x, data.test_y),
+                     train_seconds)
 
 
 if __name__ == "__main__":

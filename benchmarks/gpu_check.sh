@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU checks of the speed presets in one call (issue 11): `94` and the record's recipe side
-# by side (3 seeds, then seed 0 of both with torch.compile), and one seed each of fast, 90 and
-# seed-fast. Run from the repository root of a source checkout, with or without cifarlab
+# The GPU checks of the speed presets in one call (issues 11, 26): `94` and both records'
+# recipes (airbench94_muon, hiverge_speedrun) side by side (3 seeds, then seed 0 of all three
+# with torch.compile), and one seed each of fast, 90, 95 and seed-fast. Each result records the
+# GPU's peak memory beside the host's, and each run's utilisation of the measured bf16 rate. Run from the repository root of a source checkout, with or without cifarlab
 # installed (PYTHONPATH=src is set):
 #
 #     bash benchmarks/gpu_check.sh [DATA_DIR]
@@ -9,7 +10,7 @@
 # DATA_DIR holds cifar-10-batches-py; without it a stand-in of CIFAR-10's shape is written
 # (benchmarks/stand_in_cifar.py: real times, meaningless accuracies). Results (JSON and the
 # log) go to $OUT, else ./gpu-results. SEEDS (default 0,1,2) and PRESETS (default
-# "fast 90 seed-fast") change what runs; the whole takes a few minutes on one H200.
+# "fast 90 95 seed-fast") change what runs; the whole takes a few minutes on one H200.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -31,5 +32,5 @@ EOF
     bench 94 --compare-record --seed-list "${SEEDS:-0,1,2}" --out "$out/gpu-94-record.json"
     bench 94 --compare-record --seed-list 0 --out "$out/gpu-94-record-compiled.json" -- --compile
     # shellcheck disable=SC2086  # PRESETS is a list of names
-    bench ${PRESETS:-fast 90 seed-fast} --seed-list 0 --out "$out/gpu-presets.json"
+    bench ${PRESETS:-fast 90 95 seed-fast} --seed-list 0 --out "$out/gpu-presets.json"
 } 2>&1 | tee "$out/gpu-check.log"

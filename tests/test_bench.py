@@ -9,6 +9,9 @@ import torch
 from cifarlab.cli import main
 from cifarlab.data import load_cifar
 from cifarlab.jobs.bench import markdown_table, summarize
+from cifarlab.jobs.throughput import conv_rates, matmul_rate
+from cifarlab.runs import make_config
+from cifarlab.training.flops import flops_per_image
 
 
 def test_summary_statistics():
@@ -32,8 +35,19 @@ def test_bench_smoke_on_synthetic_data(fake_data, tmp_path, capsys):
         assert r["test_top1"] == saved["test_top1"] and r["epochs"] == saved["epochs"] == 1
         assert r["wall_seconds"] > saved["train_seconds"] and r["peak_rss_mb"] > 50
     assert result["torch_version"] and result["cpu_count"] and "tutorial" in result["summary"]
+    # The arithmetic: counted once from the run's own settings, the same for both seeds, and
+    # its rate over the training time as a share of the sitting's matrix-product rate.
+    peak = result["sittings"][-1]["bf16_matmul_flop_per_s"]
+    first, second = result["runs"]
+    assert peak > 1e9 and first["train_flops"] == second["train_flops"]
+    assert json.loads((Path(first["run_dir"]) / "metrics.json").read_text())["train_images"] == 250
+    assert first["train_flops"]["total"] == pytest.approx(
+        first["train_flops"]["32px"] * (250 // 64) * 64)  # one epoch of whole batches
+    assert first["utilisation"] == pytest.approx(
+        first["train_flops"]["total"] / first["train_seconds"] / peak)
+    assert first["gpu_peak_memory_mb"] is None  # no GPU here
     table = capsys.readouterr().out
-    assert "| `tutorial` |" in table and "±" in table
+    assert "| `tutorial` |" in table and "±" in table and "utilisation" in table
     assert main(["bench", "--table", str(out)]) == 0
     assert markdown_table(result) in capsys.readouterr().out
 
@@ -55,3 +69,28 @@ def test_stand_in_data_for_gpu_timing_loads_as_cifar10(tmp_path):
     assert data.train_images.shape == (103, 3, 32, 32) and data.test_images.shape[0] == 40
     assert data.train_images.dtype == torch.uint8 and len(data.classes) == 10
     assert np.bincount(data.test_labels.numpy(), minlength=10).tolist() == [4] * 10
+
+
+def test_training_flops_are_the_layers_worked_out_by_hand():
+    """fastnet 8/16/16 with 24 whitening filters at 16 px: 2 x outputs x kernel size per conv
+    and the head, once forward; backward the weight gradient of every trained layer and the
+    input gradient of every layer behind a trained one (the frozen whitening has neither; the
+    first group's first conv no input gradient)."""
+    cfg = make_config("fast", model_args={"widths": [8, 16, 16]})
+    whiten = 2 * 24 * 15 * 15 * 12
+    g1 = [2 * 8 * 15 * 15 * 24 * 9, 2 * 8 * 7 * 7 * 8 * 9]
+    g2 = [2 * 16 * 7 * 7 * 8 * 9, 2 * 16 * 3 * 3 * 16 * 9]
+    g3 = [2 * 16 * 3 * 3 * 16 * 9, 2 * 16 * 1 * 1 * 16 * 9]
+    head = 2 * 16 * 10
+    behind = g1[1:] + g2 + g3 + [head]
+    expected = whiten + sum(g1 + g2 + g3) + head + g1[0] + 2 * sum(behind)
+    assert flops_per_image(cfg, 10, 16) == expected
+
+
+def test_throughput_measures_the_matrix_product_and_each_convolution():
+    assert matmul_rate(torch.device("cpu"), sizes=(128,), seconds=0.05) > 1e8
+    cfg = make_config("fast", model_args={"widths": [8, 16, 16]}, batch_size=8)
+    rows = conv_rates(cfg, torch.device("cpu"), None, 16, seconds=0.01)
+    assert [r["passes"] for r in rows] == [1, 2, 3, 3, 3, 3, 3]  # whitening, then as above
+    assert all(r["forward_flop_per_s"] > 0 and r["train_flop_per_s"] > 0 for r in rows)
+    assert rows[1]["flops"] == 8 * 2 * 8 * 15 * 15 * 24 * 9

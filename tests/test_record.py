@@ -1,5 +1,6 @@
-"""The record's recipe (benchmarks/airbench94_muon.py), the comparator of `cifarlab bench
---compare-record`: it runs end to end, and its parts do what the record's do."""
+"""The records' recipes (benchmarks/airbench94_muon.py, benchmarks/hiverge_speedrun.py), the
+comparators of `cifarlab bench --compare-record`: they run end to end, and their parts do what
+the records' do."""
 
 import importlib.util
 import json
@@ -17,14 +18,28 @@ from cifarlab.training.muon import Muon
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPT = BENCHMARKS / "airbench94_muon.py"
+HIVERGE = BENCHMARKS / "hiverge_speedrun.py"
+
+
+def load_script(path: Path):
+    sys.path.insert(0, str(BENCHMARKS))  # as when run: its folder first (comparator_kit)
+    try:
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
 
 
 @pytest.fixture(scope="module")
 def record():
-    spec = importlib.util.spec_from_file_location("airbench94_muon", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
+
+
+@pytest.fixture(scope="module")
+def hiverge():
+    return load_script(HIVERGE)
 
 
 def test_its_muon_steps_as_cifarlabs(record):
@@ -65,9 +80,52 @@ def test_its_network_is_the_records(record):
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
-def test_it_trains_and_writes_its_results(fake_data, tmp_path):
+def test_hiverges_network_is_the_records(hiverge):
+    net = hiverge.SpeedrunNet()
+    trained = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    convs = 24 * 64 * 9 + 64 * 64 * 9 + 64 * 256 * 9 + 256 * 256 * 9 * 3
+    assert trained == convs + 2 * (64 + 256 + 256) + 24 + 2560
+    activations = [type(m).__name__ for m in net.modules() if isinstance(m, (nn.GELU, nn.SiLU))]
+    assert activations == ["GELU"] + ["SiLU"] * 6  # GELU after the whitening only
+    assert net.layers[1][2].momentum == pytest.approx(1 - 0.5566)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_hiverges_batched_newton_schulz_is_each_filters_own(hiverge):
+    """Zero-padding every filter to one shape and stacking them changes nothing: each result
+    is the unbatched iteration of its own matrix."""
+    torch.manual_seed(0)
+    updates = [torch.randn(8, 3, 3, 3), torch.randn(16, 8, 3, 3), torch.randn(16, 16, 3, 3)]
+    batched = hiverge.batched_newton_schulz(updates, 16, 16 * 9)
+    a, b, c = 3.4576, -4.7391, 2.0843
+    for u, out in zip(updates, batched, strict=True):
+        x = u.reshape(len(u), -1)
+        x = x / (x.norm() + 1e-5)
+        for _ in range(3):
+            gram = x @ x.T
+            x = a * x + (b * gram + c * gram @ gram) @ x
+        torch.testing.assert_close(out, x.view(u.shape), rtol=1e-4, atol=1e-5)
+
+
+def test_hiverges_crop_and_jitter(hiverge):
+    torch.manual_seed(0)
+    images = torch.randn(64, 3, 8, 8)
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2), mode="reflect")
+    out = hiverge.random_crop(padded, 8)
+    windows = {next((y, x) for y in range(5) for x in range(5)
+                    if torch.equal(img, pad[:, y:y + 8, x:x + 8]))
+               for img, pad in zip(out, padded, strict=True)}
+    assert len(windows) > 10
+    jittered = hiverge.color_jitter(images)
+    # One shift and one scale per image: x -> (x + s) * k is affine in every pixel.
+    k = (jittered[:, 0, 0, 1] - jittered[:, 0, 0, 0]) / (images[:, 0, 0, 1] - images[:, 0, 0, 0])
+    assert ((k - 1).abs() <= hiverge.CONTRAST + 1e-4).all() and k.std() > 0
+
+
+@pytest.mark.parametrize("script", [SCRIPT, HIVERGE], ids=["airbench94_muon", "hiverge"])
+def test_it_trains_and_writes_its_results(fake_data, tmp_path, script):
     out = tmp_path / "record.json"
-    subprocess.run([sys.executable, str(SCRIPT), "--data-dir", str(fake_data), "--seed", "1",
+    subprocess.run([sys.executable, str(script), "--data-dir", str(fake_data), "--seed", "1",
                     "--out", str(out), "--batch-size", "100", "--epochs", "2"], check=True,
                    capture_output=True)
     result = json.loads(out.read_text())
@@ -75,14 +133,16 @@ def test_it_trains_and_writes_its_results(fake_data, tmp_path):
     assert result["device"] == "cpu" and result["precision"] in ("bfloat16", "float32")
 
 
-def test_it_says_where_the_data_is_missing(tmp_path):
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--data-dir", str(tmp_path)],
+@pytest.mark.parametrize("script", [SCRIPT, HIVERGE], ids=["airbench94_muon", "hiverge"])
+def test_it_says_where_the_data_is_missing(tmp_path, script):
+    proc = subprocess.run([sys.executable, str(script), "--data-dir", str(tmp_path)],
                           capture_output=True, text=True)
     assert proc.returncode != 0 and "CIFAR-10 not found" in proc.stderr
 
 
-def test_the_checkout_lists_the_record_as_a_comparator():
-    assert find_comparators(BENCHMARKS, []) == {"airbench94_muon": SCRIPT}
+def test_the_checkout_lists_both_records_as_comparators():
+    assert find_comparators(BENCHMARKS, []) == {"airbench94_muon": SCRIPT,
+                                                "hiverge_speedrun": HIVERGE}
 
 
 def test_bench_compares_with_the_record_and_merges_seeds(fake_data, tmp_path, capsys):
@@ -92,6 +152,7 @@ def test_bench_compares_with_the_record_and_merges_seeds(fake_data, tmp_path, ca
     benchmarks.mkdir()
     (benchmarks / "record.py").write_text(
         f"import runpy, sys\nsys.argv += ['--batch-size', '100', '--epochs', '1']\n"
+        f"sys.path.insert(0, {str(BENCHMARKS)!r})\n"
         f"runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n")
     (benchmarks / "comparators.json").write_text('{"airbench94_muon": {"script": "record.py"}}')
     out = tmp_path / "bench.json"

@@ -134,12 +134,25 @@ def seed_everything(seed: int) -> None:
 
 def prepare_process(device: torch.device, num_threads: int | None, seed: int) -> None:
     """What a training run sets for the whole process before it builds anything: torch's
-    thread count, glibc's keeping of freed memory (on the CPU) and the global seeds."""
+    thread count, glibc's keeping of freed memory (on the CPU), on CUDA cuDNN's kernel search
+    (the batches' shapes are fixed, so it is done once per shape) and TF32 for float32 matrix
+    products, and the global seeds."""
     if num_threads:
         torch.set_num_threads(num_threads)
     if device.type == "cpu":
         keep_freed_memory()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+        torch.cuda.reset_peak_memory_stats(device)
     seed_everything(seed)
+
+
+def gpu_peak_memory_mb(device: torch.device) -> float | None:
+    """The most GPU memory torch held for tensors since `prepare_process`, or None off CUDA."""
+    if device.type != "cuda":
+        return None
+    return torch.cuda.max_memory_allocated(device) / 2**20
 
 
 def device_name(device: torch.device) -> str:

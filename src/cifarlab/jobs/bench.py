@@ -28,8 +28,10 @@ import torch
 from cifarlab.data import default_data_dir
 from cifarlab.errors import CifarlabError
 from cifarlab.files import publish_text
+from cifarlab.jobs.throughput import matmul_rate
 from cifarlab.runs import RunFolder
-from cifarlab.runtime import cpu_has_native_bf16
+from cifarlab.runtime import cpu_has_native_bf16, resolve_device
+from cifarlab.training.flops import training_flops
 from cifarlab.version import __version__
 
 COMPARATORS = "comparators.json"
@@ -99,7 +101,24 @@ def run_preset(preset: str, seed: int, run_dir: Path, extra: list[str]) -> dict[
     return {"preset": preset, "seed": seed, "test_top1": metrics["test_top1"],
             "test_top5": metrics["test_top5"], "epochs": metrics["epochs"],
             "wall_seconds": wall, "train_seconds": metrics["train_seconds"],
-            "peak_rss_mb": peak, "device": metrics["device"], "run_dir": str(run_dir)}
+            "peak_rss_mb": peak, "gpu_peak_memory_mb": metrics.get("gpu_peak_memory_mb"),
+            "device": metrics["device"], "run_dir": str(run_dir)}
+
+
+def run_flops(run_dir: Path) -> dict[str, float]:
+    """The training FLOPs of the run in `run_dir` (its settings, classes and training images),
+    forward and backward: {"total": ..., "<size>px": per image}."""
+    folder = RunFolder(run_dir)
+    metrics = folder.metrics() or {}
+    return training_flops(folder.settings(), len(metrics["classes"]), metrics["train_images"])
+
+
+def add_utilisation(run: dict[str, Any], flops: dict[str, float], peak: float) -> None:
+    """A run's training FLOPs, its achieved rate over its training time, and that rate's share
+    of the sitting's measured bf16 matrix-product rate."""
+    run["train_flops"] = flops
+    run["train_flop_per_s"] = flops["total"] / run["train_seconds"]
+    run["utilisation"] = run["train_flop_per_s"] / peak
 
 
 def run_comparator(name: str, script: Path, seed: int, run_dir: Path, data_dir: str,
@@ -113,7 +132,8 @@ def run_comparator(name: str, script: Path, seed: int, run_dir: Path, data_dir: 
     return {"preset": name, "comparator": True, "seed": seed,
             "test_top1": metrics["test_top1"], "epochs": metrics["epochs"],
             "wall_seconds": wall, "train_seconds": metrics["train_seconds"],
-            "peak_rss_mb": peak, "device": metrics["device"], "precision": metrics["precision"],
+            "peak_rss_mb": peak, "gpu_peak_memory_mb": metrics.get("gpu_peak_memory_mb"),
+            "device": metrics["device"], "precision": metrics["precision"],
             "compile": metrics["compile"], "run_dir": str(run_dir)}
 
 
@@ -122,9 +142,13 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         return {"mean": statistics.fmean(values), "min": min(values), "max": max(values),
                 "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
+    gpu = [r["gpu_peak_memory_mb"] for r in runs if r.get("gpu_peak_memory_mb") is not None]
+    used = [r["utilisation"] for r in runs if r.get("utilisation") is not None]
     return {"test_top1": stats([r["test_top1"] for r in runs]),
             "wall_seconds": stats([r["wall_seconds"] for r in runs]),
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs), "seeds": len(runs)}
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+            "gpu_peak_memory_mb": max(gpu) if gpu else None,
+            "utilisation": statistics.fmean(used) if used else None, "seeds": len(runs)}
 
 
 def summarize_all(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -177,16 +201,23 @@ def bench(presets: list[str], seeds: list[int], out: Path, *, runs_root: Path | 
         raise CifarlabError(f"bench compares test accuracy, and the image folder {data_dir} "
                             f"has no test/ folder; add PATH/test/CLASS/IMAGE")
     info = machine()  # this sitting's machine and commit, also kept with each of its runs
+    peak = matmul_rate(resolve_device("auto"))  # the same day's ceiling, before any run
+    print(f"bf16 matrix product: {peak / 1e12:.2f} TFLOP/s (best of repeats)", flush=True)
+    counted: dict[str, dict[str, float]] = {}  # training FLOPs, counted once per preset
     result = start_results(out, merge, presets, extra, info)
     result.setdefault("sittings", []).append({"started": stamp, "seeds": seeds,
                                               "presets": presets,
-                                              "comparators": list(comparators), **info})
+                                              "comparators": list(comparators), **info,
+                                              "bf16_matmul_flop_per_s": peak})
     for seed in seeds:
         for name in presets + list(comparators):
             run_dir = runs_root / f"{stamp}-{name}-seed{seed}"
             run = (run_comparator(name, comparators[name], seed, run_dir, data_dir,
                                   "--compile" in extra) if name in comparators
                    else run_preset(name, seed, run_dir, extra))
+            if name not in comparators:
+                counted.setdefault(name, run_flops(run_dir))
+                add_utilisation(run, counted[name], peak)
             run.update(started=stamp, cpu=info["cpu"], commit=info["commit"])
             result["runs"] = [r for r in result["runs"]
                               if (r["preset"], r["seed"]) != (name, seed)] + [run]
@@ -200,27 +231,41 @@ def bench(presets: list[str], seeds: list[int], out: Path, *, runs_root: Path | 
 
 
 def markdown_table(result: dict[str, Any]) -> str:
-    """The results as a Markdown table, one row per preset and comparator, and the CPU."""
+    """The results as a Markdown table, one row per preset and comparator, and the CPU. The
+    utilisation column (training FLOP/s over the sitting's bf16 matrix-product rate) and the
+    GPU memory column appear when some run has them."""
     summary = summarize_all(result["runs"])
     comparators = [n for n in summary if any(r.get("comparator") for r in result["runs"]
                                              if r["preset"] == n)]
+    used = any(s.get("utilisation") is not None for s in summary.values())
+    gpu = any(s.get("gpu_peak_memory_mb") is not None for s in summary.values())
     head = ("| preset | test accuracy, mean ± std (per seed) | seeds | wall time per run, "
-            "mean (max) |" + "".join(f" vs {c} |" for c in comparators) + " peak memory |")
-    lines = [head, "|" + " --- |" * (5 + len(comparators))]
+            "mean (max) |" + "".join(f" vs {c} |" for c in comparators)
+            + (" utilisation |" if used else "") + " peak memory |"
+            + (" GPU memory |" if gpu else ""))
+    lines = [head, "|" + " --- |" * (5 + len(comparators) + used + gpu)]
     for preset, s in summary.items():
         acc = s["test_top1"]
         per_seed = ", ".join(f"{r['test_top1']:.2f}" for r in result["runs"]
                              if r["preset"] == preset)
         ratios = "".join(f" {s['wall_ratio'][c]:.2f}x |" for c in comparators)
         name = f"comparator `{preset}`" if preset in comparators else f"`{preset}`"
+        share = s.get("utilisation")
         lines.append(f"| {name} | {acc['mean']:.2f}% ± {acc['std']:.2f} ({per_seed}) | "
                      f"{s['seeds']} | {wall_time(s['wall_seconds']['mean'])} "
-                     f"({wall_time(s['wall_seconds']['max'])}) |{ratios} "
-                     f"{s['peak_rss_mb'] / 1024:.2f} GB |")
+                     f"({wall_time(s['wall_seconds']['max'])}) |{ratios}"
+                     + ((f" {100 * share:.0f}% |" if share is not None else " |") if used
+                        else "")
+                     + f" {s['peak_rss_mb'] / 1024:.2f} GB |"
+                     + (f" {_gb(s.get('gpu_peak_memory_mb'))} |" if gpu else ""))
     cpus = sorted({r.get("cpu", result.get("cpu")) for r in result["runs"]})
     lines.append(f"\nCPU: {', '.join(cpus)}" + ("  (runs from different machines: compare "
                                                "with care)" if len(cpus) > 1 else ""))
     return "\n".join(lines)
+
+
+def _gb(mb: float | None) -> str:
+    return "" if mb is None else f"{mb / 1024:.2f} GB"
 
 
 def wall_time(seconds: float) -> str:

@@ -19,7 +19,13 @@ from cifarlab.models import predict_logits
 from cifarlab.reporting.tables import format_per_class
 from cifarlab.runs import Config, RunFolder, make_config, new_run_dir, option_name
 from cifarlab.runs.logs import format_duration
-from cifarlab.runtime import device_name, eval_batch_size, prepare_process, resolve_device
+from cifarlab.runtime import (
+    device_name,
+    eval_batch_size,
+    gpu_peak_memory_mb,
+    prepare_process,
+    resolve_device,
+)
 from cifarlab.training import Trainer, build_trainer
 from cifarlab.training.distributed import init_distributed
 from cifarlab.version import __version__
@@ -132,7 +138,8 @@ def test_once(trainer: Trainer, folder: RunFolder, summary: dict[str, Any]
         f"{split}_top1": m["top1"], f"{split}_top5": m["top5"], f"{split}_loss": m["loss"],
         "evaluated_on": split, "per_class": m["per_class"], "confusion": m["confusion"],
         "classes": data.classes, **summary,
-        "total_seconds": trainer.elapsed(), "device": str(trainer.device),
+        "total_seconds": trainer.elapsed(), "train_images": len(data.train_images),
+        "gpu_peak_memory_mb": gpu_peak_memory_mb(trainer.device), "device": str(trainer.device),
         "device_name": device_name(trainer.device), "torch_version": torch.__version__,
         "cifarlab_version": __version__, "preset": cfg.preset, "model": cfg.model,
         "seed": cfg.seed,

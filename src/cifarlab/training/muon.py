@@ -66,22 +66,31 @@ class Muon(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            momentum, lr = group["momentum"], group["lr"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if not group["muon"] and group["weight_decay"]:
-                    g = g.add(p, alpha=group["weight_decay"])
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                buf = state["momentum_buffer"]
-                buf.mul_(momentum).add_(g)
-                g = g.add(buf, alpha=momentum) if group["nesterov"] else buf
-                if group["muon"]:
-                    p.mul_(len(p) ** 0.5 / p.norm().clamp(min=1e-12))
-                    g = orthogonalize(g.reshape(len(g), -1), group["ns_steps"],
-                                      dtype=self.ns_dtype).view_as(p)
-                p.add_(g.to(p.dtype), alpha=-lr)
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                self._step_group(group, params)
         return loss
+
+    def _step_group(self, group: dict, params: list[torch.Tensor]) -> None:
+        """One group's step, each operation applied to all its tensors at once (torch's
+        foreach kernels: the same arithmetic as one tensor at a time, fewer launches)."""
+        momentum = group["momentum"]
+        grads = [p.grad for p in params]
+        if not group["muon"] and group["weight_decay"]:
+            grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+        for p in params:
+            if "momentum_buffer" not in self.state[p]:
+                self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+        bufs = [self.state[p]["momentum_buffer"] for p in params]
+        torch._foreach_mul_(bufs, momentum)
+        torch._foreach_add_(bufs, grads)
+        steps = torch._foreach_add(grads, bufs, alpha=momentum) if group["nesterov"] else bufs
+        if group["muon"]:
+            norms = torch._foreach_norm(params)
+            torch._foreach_mul_(params, [len(p) ** 0.5 / n.clamp(min=1e-12)
+                                         for p, n in zip(params, norms, strict=True)])
+            steps = [orthogonalize(g.reshape(len(g), -1), group["ns_steps"],
+                                   dtype=self.ns_dtype).view_as(p)
+                     for g, p in zip(steps, params, strict=True)]
+        torch._foreach_add_(params, [g.to(p.dtype) for g, p in zip(steps, params, strict=True)],
+                            alpha=-group["lr"])

@@ -71,14 +71,21 @@ def build_optimizer(model: nn.Module, cfg: Config, num_classes: int | None = Non
                        "role": "filters"})
     if cfg.body_lr_scale != 1:
         groups = split_body_and_head(groups, model, cfg, num_classes)
+    # On CUDA one fused kernel steps all parameters of a group; the CPU keeps torch's default.
+    fused = {"fused": True} if _on_cuda(model) else {}
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999), **fused)
     if cfg.optimizer == "muon":
         low = amp == torch.bfloat16 and cfg.muon_ns_precision == "auto"
         ns_dtype = torch.bfloat16 if low else torch.float32
         return Muon(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                     ns_dtype=ns_dtype)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           **fused)
+
+
+def _on_cuda(model: nn.Module) -> bool:
+    return any(p.is_cuda for p in model.parameters())
 
 
 def split_body_and_head(groups: list[dict], model: nn.Module, cfg: Config,
