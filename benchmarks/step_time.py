@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from cifarlab.jobs.bench import cpu_name
 from cifarlab.models import create_model
-from cifarlab.models.trimmed_conv import trim_convolutions
+from cifarlab.models.cpu_convolutions import cpu_convolutions
 from cifarlab.runs import make_config
 from cifarlab.runtime import amp_dtype, autocast, keep_freed_memory, resolve_device
 from cifarlab.training.optim import build_optimizer
@@ -86,7 +86,7 @@ def main() -> None:
             model = create_model(cfg.model, 10, **cfg.model_args).to(device)
             model = model.to(memory_format=torch.channels_last)
             if device.type == "cpu" and variant != "plain":
-                trim_convolutions(model)  # as build_networks does
+                cpu_convolutions(model)  # as build_networks does
             optimizer = build_optimizer(model, cfg, amp=None if variant == "plain" else amp)
             net = torch.compile(model) if variant == "compiled" else model
             first, epoch, faults = seconds_per_epoch(net, optimizer, batch,

@@ -9,7 +9,7 @@ from cifarlab.data import load_data
 from cifarlab.data.augment import Augmenter
 from cifarlab.errors import TrainingError
 from cifarlab.models import Classifier
-from cifarlab.models.trimmed_conv import TrimmedConv2d
+from cifarlab.models.cpu_convolutions import CpuConv2d
 from cifarlab.runs import RunFolder
 from cifarlab.training import Trainer, build_trainer
 from cifarlab.training.networks import Networks
@@ -235,7 +235,7 @@ def test_a_one_epoch_run_of_a_low_res_preset_trains_at_full_size(fake_data):
 def test_the_trained_network_uses_trimmed_convolutions_on_the_cpu(fake_data):
     t = tiny_trainer(fake_data, optimizer="muon")
     convs = [m for m in t.nets.model.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert convs and all(type(m) is TrimmedConv2d for m in convs)
+    assert convs and all(type(m) is CpuConv2d for m in convs)
     bf16 = t.nets.amp == torch.bfloat16
     assert t.optimizer.ns_dtype == (torch.bfloat16 if bf16 else torch.float32)
 
@@ -260,3 +260,21 @@ def test_the_validator_is_the_inference_path(fake_data):
     t = tiny_trainer(fake_data)
     assert isinstance(t.validator, Classifier) and t.validator.tta == "none"
     assert t.validator.net is t.nets.eval_model and isinstance(t.augment, Augmenter)
+
+
+def test_a_long_first_epoch_is_announced_after_a_few_steps(fake_data, tmp_path, monkeypatch):
+    """Slow steps (a patched clock: 100 s a reading) make the first epoch's length known early, in
+    one line; fast ones say nothing."""
+    import cifarlab.training.trainer as trainer_module
+
+    clock = iter(range(0, 10**7, 100))
+    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: next(clock))
+    run = tmp_path / "slow"
+    fit_in(tiny_trainer(fake_data, epochs=1), run)
+    lines = [line for line in (run / "train.log").read_text().splitlines()
+             if "will take about" in line]
+    assert len(lines) == 1 and lines[0].startswith("epoch 1/1 will take about")
+    monkeypatch.undo()
+    fast = tmp_path / "fast"
+    fit_in(tiny_trainer(fake_data, epochs=1), fast)
+    assert "will take about" not in (fast / "train.log").read_text()

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cifarlab.models import create_model
-from cifarlab.models.trimmed_conv import trim_convolutions
+from cifarlab.models.cpu_convolutions import cpu_convolutions
 from cifarlab.runs import Config
 from cifarlab.runtime import use_channels_last
 
@@ -71,7 +71,7 @@ def conv_rates(cfg: Config, device: torch.device, dtype: torch.dtype | None, siz
               else torch.contiguous_format)
     model = model.to(memory_format=memory)
     if device.type == "cpu":
-        trim_convolutions(model)  # as training runs them
+        cpu_convolutions(model)  # as training runs them
     dtype = dtype or torch.float32
     x = torch.randn(2, 3, size, size, device=device).contiguous(memory_format=memory)
     rows, trained_before = [], False  # an input gradient only behind a trained layer

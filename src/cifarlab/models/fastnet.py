@@ -19,16 +19,20 @@ from torch import nn
 
 from cifarlab.models.registry import register_model
 
+ACTIVATIONS = {"gelu": nn.GELU, "silu": nn.SiLU, "relu": nn.ReLU}
+
 
 class ConvGroup(nn.Sequential):
-    """conv -> max-pool -> BN -> GELU -> conv -> BN -> GELU (pooling early saves 3/4 of a conv)."""
+    """conv -> max-pool -> BN -> act -> conv -> BN -> act (pooling early saves 3/4 of a conv)."""
 
-    def __init__(self, c_in: int, c_out: int, bn_momentum: float = 0.1, bn_eps: float = 1e-12):
+    def __init__(self, c_in: int, c_out: int, bn_momentum: float = 0.1, bn_eps: float = 1e-12,
+                 activation: str = "gelu"):
+        act = ACTIVATIONS[activation]
         super().__init__(
             nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.MaxPool2d(2),
-            nn.BatchNorm2d(c_out, eps=bn_eps, momentum=bn_momentum), nn.GELU(),
+            nn.BatchNorm2d(c_out, eps=bn_eps, momentum=bn_momentum), act(),
             nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c_out, eps=bn_eps, momentum=bn_momentum), nn.GELU(),
+            nn.BatchNorm2d(c_out, eps=bn_eps, momentum=bn_momentum), act(),
         )
         for m in self:
             if isinstance(m, nn.Conv2d):  # identity on the first c_in channels
@@ -40,16 +44,19 @@ class ConvGroup(nn.Sequential):
 class FastNet(nn.Module):
     def __init__(self, num_classes: int = 10, widths: Sequence[int] = (32, 64, 128),
                  whiten_width: int = 24, logit_scale: float = 1 / 9, bn_momentum: float = 0.1,
-                 bn_eps: float = 1e-12):
+                 bn_eps: float = 1e-12, activation: str = "gelu"):
         super().__init__()
         if whiten_width % 2:
             raise ValueError("whiten_width must be even (filters come in +/- pairs)")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}, not "
+                             f"{activation!r}")
         # 2x2 patches, no padding: 32x32 -> 31x31. Weights are set by init_from_data and frozen.
         self.whiten = nn.Conv2d(3, whiten_width, 2, padding=0, bias=True)
         self.whiten.weight.requires_grad_(False)
         self.act = nn.GELU()
         chans = [whiten_width, *widths]
-        self.groups = nn.Sequential(*(ConvGroup(c_in, c_out, bn_momentum, bn_eps)
+        self.groups = nn.Sequential(*(ConvGroup(c_in, c_out, bn_momentum, bn_eps, activation)
                                       for c_in, c_out in zip(chans, chans[1:], strict=False)))
         self.head = nn.Linear(chans[-1], num_classes, bias=False)
         # Small logits at the start let the net train at a high learning rate.
@@ -89,7 +96,9 @@ class FastNet(nn.Module):
 
 @register_model("fastnet")
 def fastnet(num_classes: int = 10, widths: Sequence[int] = (32, 64, 128), whiten_width: int = 24,
-            bn_momentum: float = 0.1, bn_eps: float = 1e-12) -> nn.Module:
-    """Speed-record style net: whitening 2x2 conv, three conv-BN-GELU pooling groups (32/64/128)."""
+            bn_momentum: float = 0.1, bn_eps: float = 1e-12, activation: str = "gelu"
+            ) -> nn.Module:
+    """Speed-record style net: whitening 2x2 conv, three conv-BN-GELU pooling groups (32/64/128);
+    `activation` in the groups: gelu, silu or relu (the first, after the whitening, stays GELU)."""
     return FastNet(num_classes, widths=tuple(widths), whiten_width=whiten_width,
-                   bn_momentum=bn_momentum, bn_eps=bn_eps)
+                   bn_momentum=bn_momentum, bn_eps=bn_eps, activation=activation)

@@ -15,8 +15,8 @@ from torch.optim.swa_utils import AveragedModel
 from cifarlab.data.pixels import normalize, to_float
 from cifarlab.errors import CifarlabError
 from cifarlab.models import Classifier, create_model
+from cifarlab.models.cpu_convolutions import cpu_convolutions
 from cifarlab.models.external import check_input_size, parse_name
-from cifarlab.models.trimmed_conv import trim_convolutions
 from cifarlab.runs import Config
 from cifarlab.runtime import amp_dtype, compile_blocker, use_channels_last
 from cifarlab.training.distributed import Dist
@@ -79,7 +79,7 @@ def build_networks(cfg: Config, *, num_classes: int, train_images: torch.Tensor,
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if device.type == "cpu":  # same results; oneDNN's weight gradient wastes time on padding
-        trim_convolutions(model)
+        cpu_convolutions(model)
     train_model = model
     if dist.active:  # gradients averaged over processes; rank 0's weights to start
         if cfg.sync_bn:

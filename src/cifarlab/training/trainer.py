@@ -32,13 +32,15 @@ from cifarlab.metrics import compute_metrics
 from cifarlab.models import predict_logits
 from cifarlab.runs import Config, RunFolder
 from cifarlab.runs.checkpoint import unwrap, weights_of
-from cifarlab.runs.logs import epoch_line
+from cifarlab.runs.logs import epoch_line, format_duration
 from cifarlab.runtime import autocast, eval_batch_size, release_freed_memory
 from cifarlab.training.distributed import Dist
 from cifarlab.training.networks import Networks
 from cifarlab.training.optim import early_parameters, trains_early
 from cifarlab.training.state import StopRequest, TrainRandom, TrainState
 from cifarlab.version import __version__
+
+_TIMED_STEPS = 3  # steps after the first (warm-up) before a long epoch is announced
 
 
 class Trainer:
@@ -69,6 +71,7 @@ class Trainer:
         self.stop = StopRequest()
         self.folder: RunFolder | None = None
         self.started = time.perf_counter()
+        self.first_epoch = 1
 
     # --- state
     def elapsed(self) -> float:
@@ -133,6 +136,7 @@ class Trainer:
         """Train the remaining epochs into `folder` (best.pt when validation improves, last.pt
         and a metrics.csv row every epoch). Returns the same summary on every process."""
         self.folder, self.started = folder, time.perf_counter()
+        self.first_epoch = self.state.epoch + 1  # this process's first (resumed: later)
         folder.start_rows(self.state.history)
         self.log_start(folder)
         if self.cfg.tensorboard:
@@ -190,6 +194,15 @@ class Trainer:
         if self.state.early_stopped:
             folder.log(f"early stop: no better validation accuracy for {cfg.patience} epochs")
 
+    def announce_long_epoch(self, epoch: int, seconds: float, done: int, steps: int) -> None:
+        """After this process's first few steps: when its first epoch will take more than a
+        minute, say about how long (the per-epoch line only comes at the epoch's end)."""
+        estimate = seconds / done * steps
+        if estimate > 60:
+            self.folder.log(f"epoch {epoch}/{self.cfg.epochs} will take about "
+                            f"{format_duration(estimate)} ({seconds / done:.1f} s a step, "
+                            f"{steps} steps)")
+
     def save_last(self) -> None:
         """last.pt: the weights to use and the whole state (called by every process)."""
         state = self.state_dict()
@@ -237,6 +250,9 @@ class Trainer:
                 total_loss += loss.detach() * len(y)
                 correct += (logits.argmax(1) == y).sum()
                 seen += len(y)
+                if step == first + _TIMED_STEPS and epoch == self.first_epoch:
+                    self.announce_long_epoch(epoch, time.perf_counter() - t0, step + 1 - first,
+                                             self.steps_per_epoch - first)
                 if cfg.tensorboard and (index + 1) % cfg.log_every == 0:
                     self.folder.log_step(index + 1, loss.item(),
                                          self.optimizer.param_groups[0]["lr"])

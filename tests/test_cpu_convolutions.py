@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cifarlab.models import create_model
-from cifarlab.models.trimmed_conv import TrimmedConv2d, trim_convolutions, used_taps
+from cifarlab.models.cpu_convolutions import CpuConv2d, cpu_convolutions, used_taps
 
 
 def test_used_taps_on_tiny_inputs():
@@ -27,7 +27,7 @@ def test_trimmed_conv_equals_conv2d_with_its_gradients():
         conv = nn.Conv2d(4, 6, kernel, stride, pad, groups=groups, bias=True)
         ref = nn.Conv2d(4, 6, kernel, stride, pad, groups=groups, bias=True)
         ref.load_state_dict(conv.state_dict())
-        trim_convolutions(conv)
+        cpu_convolutions(conv)
         x = torch.randn(5, 4, size, size + 1, generator=gen)
         x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
         out, expected = conv(x1), ref(x2)
@@ -47,8 +47,8 @@ def test_resnet18_at_32_pixels_trains_the_same_and_keeps_its_state_dict():
     plain = create_model("resnet18-tv", 10)
     trimmed = create_model("resnet18-tv", 10)
     trimmed.load_state_dict(plain.state_dict())
-    trim_convolutions(trimmed)
-    assert isinstance(trimmed.layer4[1].conv2, TrimmedConv2d)
+    cpu_convolutions(trimmed)
+    assert isinstance(trimmed.layer4[1].conv2, CpuConv2d)
     assert list(trimmed.state_dict()) == list(plain.state_dict())
     x, y = torch.randn(6, 3, 32, 32), torch.randint(0, 10, (6,))
     calls = []
@@ -61,3 +61,19 @@ def test_resnet18_at_32_pixels_trains_the_same_and_keeps_its_state_dict():
     torch.testing.assert_close(losses[0], losses[1], rtol=1e-6, atol=1e-6)
     for (name, a), b in zip(plain.named_parameters(), trimmed.parameters(), strict=True):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4, msg=name)
+
+
+def test_depthwise_convolutions_run_in_float32_under_bf16_autocast():
+    """oneDNN's bf16 depthwise backward is the slow path: grouped convolutions leave autocast
+    (float32 out, float32 gradients), dense ones stay in bf16."""
+    torch.manual_seed(0)
+    depthwise = cpu_convolutions(nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8)))[0]
+    dense = cpu_convolutions(nn.Sequential(nn.Conv2d(8, 8, 3, padding=1)))[0]
+    x = torch.randn(2, 8, 5, 5, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, other = depthwise(x), dense(x)
+    assert out.dtype == torch.float32 and other.dtype == torch.bfloat16
+    torch.testing.assert_close(out, F.conv2d(x, depthwise.weight, depthwise.bias, padding=1,
+                                             groups=8))
+    out.sum().backward()
+    assert depthwise.weight.grad.dtype == torch.float32 and x.grad.dtype == torch.float32

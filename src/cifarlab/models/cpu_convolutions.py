@@ -1,11 +1,17 @@
-"""Convolutions that skip the kernel taps which only ever see padding.
+"""Convolutions as they run fastest on the CPU: without the kernel taps that only ever see
+padding, and grouped (depthwise) ones in float32 under bf16 autocast.
 
-An ImageNet network on 32-pixel images (torchvision's ResNet-18, as the teaching script trains
+Taps. An ImageNet network on 32-pixel images (torchvision's ResNet-18, as the teaching script trains
 it) reaches 1x1 maps in its last stage: there a 3x3 convolution with padding 1 multiplies 8 of
 its 9 taps by zeros. oneDNN's forward skips them, but its weight gradient does not
 (docs/benchmarks.md, "Where the time went"). The same output comes from the taps that touch the
 image, with the padding reduced to match: the same sums (up to the order of float additions),
 so the same outputs and gradients (the skipped taps' gradients are zeros, as before).
+
+Depthwise. oneDNN's bf16 backward of grouped convolutions is 5-10x slower than its float32 one
+on small or strided maps (MobileNet's and EfficientNet's depthwise layers; docs/benchmarks.md,
+"Networks the docs name"), and those layers do little arithmetic: under CPU autocast they run in
+float32, the dense convolutions around them stay in bf16.
 """
 
 from __future__ import annotations
@@ -27,12 +33,21 @@ def used_taps(size: int, kernel: int, padding: int, stride: int) -> tuple[int, i
     return (taps[0], taps[-1] + 1, outputs) if taps else (0, kernel, outputs)
 
 
-class TrimmedConv2d(nn.Conv2d):
+class CpuConv2d(nn.Conv2d):
     """nn.Conv2d (same parameters, same state dict) that convolves with only the taps that see
-    the input, when the kernel overhangs it on both sides (`trim_convolutions`)."""
+    the input, when the kernel overhangs it on both sides, and in float32 when it is grouped and
+    autocast would run it in bf16 (`cpu_convolutions`)."""
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor,
                       bias: torch.Tensor | None) -> torch.Tensor:
+        if self.groups > 1 and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return self._trimmed(x.float(), weight.float(),
+                                     None if bias is None else bias.float())
+        return self._trimmed(x, weight, bias)
+
+    def _trimmed(self, x: torch.Tensor, weight: torch.Tensor,
+                 bias: torch.Tensor | None) -> torch.Tensor:
         if (self.padding_mode != "zeros" or isinstance(self.padding, str)
                 or self.dilation != (1, 1)):
             return super()._conv_forward(x, weight, bias)
@@ -52,10 +67,10 @@ class TrimmedConv2d(nn.Conv2d):
                         tuple(padding), 1, self.groups)
 
 
-def trim_convolutions(model: nn.Module) -> nn.Module:
-    """Make every plain nn.Conv2d of `model` a TrimmedConv2d, in place (parameters, hooks and
+def cpu_convolutions(model: nn.Module) -> nn.Module:
+    """Make every plain nn.Conv2d of `model` a CpuConv2d, in place (parameters, hooks and
     state dict unchanged); returns the model."""
     for module in model.modules():
         if type(module) is nn.Conv2d:
-            module.__class__ = TrimmedConv2d
+            module.__class__ = CpuConv2d
     return model
