@@ -13,14 +13,16 @@ preset's TTA, bucketed apart. The steps are the Trainer's own (`Trainer.step`).
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 from cifarlab.data import load_data
-from cifarlab.jobs.bench import cpu_name
+from cifarlab.jobs.bench import cpu_name, machine
 from cifarlab.models.classifier import predict_logits
 from cifarlab.runs import make_config
 from cifarlab.runtime import eval_batch_size, prepare_process, resolve_device
@@ -32,7 +34,8 @@ BUCKETS = [
     ("weight reorders and casts", r"reorder|_to_copy|copy_|\bto\b|contiguous|clone|cat|empty"),
     ("normalisation and activations", r"batch_norm|gelu|silu|relu|native_batch_norm|sigmoid"),
     ("pooling", r"max_pool|amax|adaptive"),
-    ("optimizer", r"foreach|_fused|lerp|addcmul|norm|\bmul_|\badd_|\bdiv_|zero_|sqrt"),
+    ("elementwise (optimizer, residuals)",
+     r"foreach|_fused|lerp|addcmul|norm|\bmul|\badd|\bdiv|zero_|sqrt|clamp"),
     ("augmentation", r"flip|roll|where|gather|index|randperm|rand|pad|interpolate|upsample"),
     ("loss and head", r"cross_entropy|log_softmax|nll_loss|softmax"),
 ]
@@ -45,20 +48,30 @@ def bucket_of(name: str) -> str:
     return "other"
 
 
-def report(prof, title: str, top: int) -> None:
-    """Self CPU time per bucket and the top operators of one profile."""
+def report(prof, title: str, top: int) -> dict:
+    """Print self CPU time per bucket and the top operators of one profile; return them
+    (seconds)."""
     events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in events)
     buckets: dict[str, float] = defaultdict(float)
     for e in events:
-        buckets[bucket_of(e.key)] += e.self_cpu_time_total
-    print(f"\n{title}: {total / 1e6:.2f} s of operator time")
-    for name, t in sorted(buckets.items(), key=lambda kv: -kv[1]):
-        print(f"  {name:<32} {100 * t / total:5.1f}%  {t / 1e6:6.2f} s")
+        buckets[bucket_of(e.key)] += e.self_cpu_time_total / 1e6
+    buckets = dict(sorted(buckets.items(), key=lambda kv: -kv[1]))
+    # The optimizer's step as a whole (its range includes the operators it calls).
+    optimizer = sum(e.cpu_time_total for e in events if e.key.startswith("Optimizer.step")) / 1e6
+    print(f"\n{title}: {total / 1e6:.2f} s of operator time; the optimizer's steps "
+          f"{optimizer:.2f} s of it")
+    for name, t in buckets.items():
+        print(f"  {name:<32} {1e8 * t / total:5.1f}%  {t:6.2f} s")
     print("  top operators:")
-    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]:
+    ops = sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]
+    for e in ops:
         print(f"    {e.key:<48} {100 * e.self_cpu_time_total / total:5.1f}%  "
               f"x{e.count}  [{bucket_of(e.key)}]")
+    return {"title": title, "seconds": total / 1e6, "buckets": buckets,
+            "optimizer_step_seconds": optimizer,
+            "top": [{"op": e.key, "seconds": e.self_cpu_time_total / 1e6, "calls": e.count,
+                     "bucket": bucket_of(e.key)} for e in ops]}
 
 
 def main() -> None:
@@ -70,6 +83,7 @@ def main() -> None:
                         help="train at this epoch's image size (default: the last epoch's)")
     parser.add_argument("--eval", action="store_true", help="also profile the test pass")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--out", help="add the profiles to this JSON file (one per preset)")
     args = parser.parse_args()
     cfg = make_config(args.preset, data_dir=args.data_dir)
     device = resolve_device(cfg.device)
@@ -97,13 +111,24 @@ def main() -> None:
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for i in range(args.steps):
             step(i + 2)
-    report(prof, f"{args.steps} training steps", args.top)
+    profiles = [report(prof, f"{args.steps} training steps", args.top)]
     if args.eval:
         tester = trainer.nets.classifier(cfg, data.classes, tta=cfg.tta, tta_share=cfg.tta_share)
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             predict_logits(tester, trainer.data.test_images,
                            eval_batch_size(cfg.eval_batch_size, device))
-        report(prof, f"test pass ({cfg.tta} TTA)", args.top)
+        profiles.append(report(prof, f"test pass ({cfg.tta} TTA)", args.top))
+    if args.out:
+        out = Path(args.out)
+        saved = json.loads(out.read_text()) if out.is_file() else {**machine(), "presets": {}}
+        saved["presets"][args.preset] = {
+            "batch_size": cfg.batch_size, "image_size": size or cfg.image_size,
+            "precision": str(trainer.nets.amp or torch.float32).replace("torch.", ""),
+            "command": f"python benchmarks/profile_step.py --preset {args.preset} --data-dir "
+                       f"PATH --steps {args.steps}" + (" --eval" if args.eval else "")
+                       + f" --out {args.out}",
+            "profiles": profiles}
+        out.write_text(json.dumps(saved, indent=2) + "\n")
 
 
 if __name__ == "__main__":

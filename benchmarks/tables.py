@@ -8,7 +8,9 @@ A generated table sits between `<!-- table NAME -->` and `<!-- end table -->` in
 file; NAME is `bench FILE` (a `cifarlab bench` results file: its table, the machine and the
 commands), `presets` (the README's one figure per preset), `targets` (benchmarks/targets.json
 against the results), `runs NAME` (a table of benchmarks/development-runs.json) or `options`
-(every setting, by concern, as `cifarlab train --help` gives it). The test suite runs the
+(every setting, by concern, as `cifarlab train --help` gives it), `epochs FILE`
+(benchmarks/epoch_time.py's epoch times), `peak FILE` (benchmarks/machine_peak.py's rates) or
+`profile FILE` (benchmarks/profile_step.py's operator time). The test suite runs the
 check, so a table edited by hand, or a JSON file or setting changed without regenerating,
 fails it.
 """
@@ -68,8 +70,11 @@ def commands(name: str, result: dict) -> list[str]:
     for sitting in result.get("sittings", []):
         runs = [r for r in result["runs"] if r.get("started") == sitting["started"]]
         if runs:
-            seeds = ",".join(map(str, sitting["seeds"]))
-            record = " --compare-record" if any(r.get("comparator") for r in runs) else ""
+            # the seeds it measured (a sitting stopped early ran fewer than it was given)
+            seeds = ",".join(str(x) for x in sitting["seeds"] if any(r["seed"] == x for r in runs))
+            names = sitting.get("comparators") or sorted(
+                {r["preset"] for r in runs if r.get("comparator")})
+            record = f" --compare-record {' '.join(names)}" if names else ""
             out.append(f"cifarlab bench {' '.join(sitting['presets'])}{record} --seed-list "
                        f"{seeds} --data-dir PATH --out benchmarks/{name}{tail}")
     return list(dict.fromkeys(out))
@@ -182,9 +187,79 @@ def options_table() -> str:
     return "\n".join(lines).rstrip()
 
 
+def epochs_table(name: str) -> str:
+    """benchmarks/epoch_time.py's results: each command the docs show, its epoch time."""
+    result = load(name)
+    before = any(r["epoch_seconds_depthwise_bf16"] for r in result["networks"])
+    lines = ["| command | epoch | steps (batch, size, precision) |"
+             + (" depthwise layers in bf16, as before |" if before else ""),
+             "| --- | --- | --- |" + (" --- |" if before else "")]
+    for r in result["networks"]:
+        old = r["epoch_seconds_depthwise_bf16"]
+        lines.append(f"| `{r['command']}` | {_minutes(r['epoch_seconds'])} | "
+                     f"{r['steps_per_epoch']} ({r['batch_size']}, {r['image_size']} px, "
+                     f"{r['precision']}) |" + (f" {_minutes(old) if old else ''} |" if before
+                                              else ""))
+    flags = " --before" if before else ""
+    return "\n".join([*lines, "", f"Machine: {machine_of(result)}; the median of "
+                       f"{result['steps_timed']} timed steps times the steps of an epoch.", "",
+                       "```bash", f"python benchmarks/epoch_time.py --data-dir PATH{flags} "
+                       f"--out benchmarks/{name}", "```"])
+
+
+def peak_table(name: str) -> str:
+    """benchmarks/machine_peak.py's results: the matrix-product rate, then each preset's
+    convolutions."""
+    result = load(name)
+    peak = result["bf16_matmul_flop_per_s"]
+    lines = ["| what | TFLOP/s | of the matrix product |", "| --- | --- | --- |"]
+    for n, rate in result["matmul_by_size"].items():
+        lines.append(f"| bf16 matrix product {n}×{n} | {rate / 1e12:.2f} | "
+                     f"{100 * rate / peak:.0f}% |")
+    for preset, sizes in result["presets"].items():
+        for size, p in sizes.items():
+            lines.append(f"| `{preset}`'s convolutions at {size}, forward and backward | "
+                         f"{p['conv_flop_per_s'] / 1e12:.2f} | "
+                         f"{100 * p['conv_flop_per_s'] / peak:.0f}% |")
+    return "\n".join([*lines, "", f"Machine: {machine_of(result)}.", "", "```bash",
+                       f"python benchmarks/machine_peak.py {' '.join(result['presets'])} "
+                       f"--out benchmarks/{name}", "```"])
+
+
+def profile_table(name: str) -> str:
+    """benchmarks/profile_step.py's results: each preset's operator time by bucket."""
+    result = load(name)
+    lines = []
+    for preset, p in result["presets"].items():
+        for prof in p["profiles"]:
+            total = prof["seconds"]
+            shares = ", ".join(f"{b} {100 * t / total:.0f}%" for b, t in prof["buckets"].items()
+                               if t / total >= 0.005)
+            optimizer = prof.get("optimizer_step_seconds")
+            if optimizer:
+                shares += f"; the optimizer's steps {100 * optimizer / total:.0f}% in all"
+            lines.append(f"| `{preset}` | {prof['title']} (batch {p['batch_size']}, "
+                         f"{p['image_size']} px, {p['precision']}) | {shares} |")
+    head = ["| preset | profiled | operator time by kind |", "| --- | --- | --- |"]
+    return "\n".join([*head, *lines, "", f"Machine: {machine_of(result)}.", "", "```bash",
+                       *[p["command"] for p in result["presets"].values()], "```"])
+
+
+def machine_of(result: dict) -> str:
+    """A machine record that is not a bench file (no runs): cores, CPU or GPU, torch."""
+    bf16 = " with native bf16" if result.get("native_bf16") else ""
+    what = result.get("gpu") or result.get("cpu", "?").replace("(R)", "")
+    return f"{result.get('cpu_count', '?')}-core {what}{bf16}, torch {result.get('torch_version')}"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 def render(name: str) -> str:
     kind, _, arg = name.partition(" ")
-    makers = {"bench": bench_table, "runs": runs_table}
+    makers = {"bench": bench_table, "runs": runs_table, "epochs": epochs_table,
+              "peak": peak_table, "profile": profile_table}
     if kind in makers:
         return makers[kind](arg)
     return {"presets": presets_table, "targets": targets_table, "options": options_table}[kind]()

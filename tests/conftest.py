@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+import cifarlab.jobs.bench as bench_module
 from cifarlab.cli.options import as_argv
 from cifarlab.data import CIFAR10_CLASSES, DATASETS, load_data
 from cifarlab.runs import Config, RunFolder, make_config
@@ -141,6 +142,13 @@ def add_member(tar: tarfile.TarFile, name: str, data: bytes = b"x", **attrs) -> 
     for k, v in attrs.items():
         setattr(info, k, v)
     tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+
+
+@pytest.fixture(autouse=True)
+def quick_peak_measurement(monkeypatch):
+    """`cifarlab bench` times matrix products for seconds before and after its runs; a
+    fraction of one is enough to test what it does with the rate."""
+    monkeypatch.setattr(bench_module, "PEAK_SECONDS", 0.05)
 
 
 @pytest.fixture

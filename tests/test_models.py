@@ -88,3 +88,12 @@ def test_compiled_fastnet_in_bf16_has_the_eager_gradients():
             assert torch.isfinite(b.grad).all()
             # bf16 rounding differs between the fused and the eager kernels: close, not equal
             assert torch.cosine_similarity(a.grad.flatten(), b.grad.flatten(), dim=0) > 0.95
+
+
+def test_fastnet_takes_its_groups_activation():
+    kinds = {a: {type(m).__name__ for m in create_model("fastnet", activation=a).groups.modules()}
+             for a in ("gelu", "silu", "relu")}
+    assert "SiLU" in kinds["silu"] and "GELU" not in kinds["silu"]
+    assert "ReLU" in kinds["relu"] and "GELU" in kinds["gelu"]
+    with pytest.raises(ValueError, match="activation must be one of gelu, silu, relu"):
+        create_model("fastnet", activation="tanh")

@@ -8,10 +8,10 @@ its 9 taps by zeros. oneDNN's forward skips them, but its weight gradient does n
 image, with the padding reduced to match: the same sums (up to the order of float additions),
 so the same outputs and gradients (the skipped taps' gradients are zeros, as before).
 
-Depthwise. oneDNN's bf16 backward of grouped convolutions is 5-10x slower than its float32 one
-on small or strided maps (MobileNet's and EfficientNet's depthwise layers; docs/benchmarks.md,
-"Networks the docs name"), and those layers do little arithmetic: under CPU autocast they run in
-float32, the dense convolutions around them stay in bf16.
+Depthwise. oneDNN's bf16 backward of grouped convolutions is several times slower than its
+float32 one on small or strided maps (MobileNet's and EfficientNet's depthwise layers;
+docs/benchmarks.md, "Networks the docs name"), and those layers do little arithmetic: under CPU
+autocast they run in float32, the dense convolutions around them stay in bf16.
 """
 
 from __future__ import annotations

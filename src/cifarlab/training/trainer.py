@@ -195,10 +195,10 @@ class Trainer:
             folder.log(f"early stop: no better validation accuracy for {cfg.patience} epochs")
 
     def announce_long_epoch(self, epoch: int, seconds: float, done: int, steps: int) -> None:
-        """After this process's first few steps: when its first epoch will take more than a
-        minute, say about how long (the per-epoch line only comes at the epoch's end)."""
+        """After this process's first few steps: when its first epoch will take more than two
+        minutes, say about how long (the per-epoch line only comes at the epoch's end)."""
         estimate = seconds / done * steps
-        if estimate > 60:
+        if estimate > 120:
             self.folder.log(f"epoch {epoch}/{self.cfg.epochs} will take about "
                             f"{format_duration(estimate)} ({seconds / done:.1f} s a step, "
                             f"{steps} steps)")
