@@ -37,7 +37,7 @@ def test_bench_smoke_on_synthetic_data(fake_data, tmp_path, capsys):
     assert result["torch_version"] and result["cpu_count"] and "tutorial" in result["summary"]
     # The arithmetic: counted once from the run's own settings, the same for both seeds, and
     # its rate over the training time as a share of the sitting's matrix-product rate.
-    peak = result["sittings"][-1]["bf16_matmul_flop_per_s"]
+    peak = result["sittings"][-1]["bf16_matmul_flop_per_s"]  # the only sitting
     first, second = result["runs"]
     assert peak > 1e9 and first["train_flops"] == second["train_flops"]
     assert json.loads((Path(first["run_dir"]) / "metrics.json").read_text())["train_images"] == 250
