@@ -98,49 +98,15 @@ class TrainBatches:
 
 # --- network -------------------------------------------------------------------------------
 
-def conv3x3(c_in: int, c_out: int) -> nn.Conv2d:
-    conv = nn.Conv2d(c_in, c_out, 3, padding="same", bias=False)
-    nn.init.dirac_(conv.weight.data[:c_in])  # identity on the first c_in filters
-    return conv
-
-
-def batch_norm(c: int) -> nn.BatchNorm2d:
-    bn = nn.BatchNorm2d(c, eps=1e-12, momentum=1 - 0.6)
-    bn.weight.requires_grad_(False)
-    return bn
-
-
-def conv_group(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(conv3x3(c_in, c_out), nn.MaxPool2d(2), batch_norm(c_out), nn.GELU(),
-                         conv3x3(c_out, c_out), batch_norm(c_out), nn.GELU())
-
-
-class RecordNet(nn.Module):
+class RecordNet(kit.AirbenchNet):
     def __init__(self, widths: tuple[int, int, int] = (64, 256, 256)):
-        super().__init__()
-        self.whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True)
-        self.whiten.weight.requires_grad_(False)
-        self.layers = nn.Sequential(nn.GELU(), conv_group(24, widths[0]),
-                                    conv_group(widths[0], widths[1]),
-                                    conv_group(widths[1], widths[2]), nn.MaxPool2d(3))
-        self.head = nn.Linear(widths[2], 10, bias=False)
-        with torch.no_grad():
-            self.head.weight /= self.head.weight.std()
+        super().__init__(widths, bn_momentum=0.6, activation=nn.GELU)
 
     @torch.no_grad()
     def init_whiten(self, images: torch.Tensor, eps: float = 5e-4) -> None:
-        c = images.size(1)
-        patches = images.float().unfold(2, 2, 1).unfold(3, 2, 1)
-        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * 4)
-        moment = patches.T @ patches / len(patches)
-        values, vectors = torch.linalg.eigh(moment)
-        filters = (vectors.T / torch.sqrt(values + eps).view(-1, 1)).reshape(-1, c, 2, 2)
+        values, vectors = torch.linalg.eigh(kit.patch_moment(images))
+        filters = (vectors.T / torch.sqrt(values + eps).view(-1, 1)).reshape(-1, 3, 2, 2)
         self.whiten.weight.copy_(torch.cat([filters, -filters]).to(self.whiten.weight))
-
-    def forward(self, x: torch.Tensor, whiten_bias_grad: bool = True) -> torch.Tensor:
-        bias = self.whiten.bias if whiten_bias_grad else self.whiten.bias.detach()
-        x = self.layers(F.conv2d(x, self.whiten.weight, bias)).flatten(1)
-        return self.head(x) / x.size(-1)
 
 
 # --- Muon ----------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
@@ -72,6 +74,59 @@ def normalize(images: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 def random_flip(images: torch.Tensor) -> torch.Tensor:
     mask = (torch.rand(len(images), device=images.device) < 0.5).view(-1, 1, 1, 1)
     return torch.where(mask, images.flip(-1), images)
+
+
+# --- airbench94's network, which both records train ------------------------------------------
+
+def conv3x3(c_in: int, c_out: int) -> nn.Conv2d:
+    conv = nn.Conv2d(c_in, c_out, 3, padding="same", bias=False)
+    nn.init.dirac_(conv.weight.data[:c_in])  # identity on the first c_in filters
+    return conv
+
+
+def batch_norm(c: int, momentum: float) -> nn.BatchNorm2d:
+    """BN with eps 1e-12 and its scale frozen; `momentum` in airbench's convention."""
+    bn = nn.BatchNorm2d(c, eps=1e-12, momentum=1 - momentum)
+    bn.weight.requires_grad_(False)
+    return bn
+
+
+def conv_group(c_in: int, c_out: int, momentum: float, act: type[nn.Module]) -> nn.Sequential:
+    return nn.Sequential(conv3x3(c_in, c_out), nn.MaxPool2d(2), batch_norm(c_out, momentum),
+                         act(), conv3x3(c_out, c_out), batch_norm(c_out, momentum), act())
+
+
+class AirbenchNet(nn.Module):
+    """2x2 whitening conv (24 frozen filters, trained bias), GELU, three conv groups, maxpool 3,
+    a bias-free head rescaled to std 1, logits / width. The records differ in the groups' BN
+    momentum and activation, and in how the whitening is initialised (`init_whiten`)."""
+
+    def __init__(self, widths: tuple[int, int, int], bn_momentum: float,
+                 activation: type[nn.Module]):
+        super().__init__()
+        self.whiten = nn.Conv2d(3, 24, 2, padding=0, bias=True)
+        self.whiten.weight.requires_grad_(False)
+        c1, c2, c3 = widths
+        self.layers = nn.Sequential(nn.GELU(), conv_group(24, c1, bn_momentum, activation),
+                                    conv_group(c1, c2, bn_momentum, activation),
+                                    conv_group(c2, c3, bn_momentum, activation),
+                                    nn.MaxPool2d(3))
+        self.head = nn.Linear(widths[2], 10, bias=False)
+        with torch.no_grad():
+            self.head.weight /= self.head.weight.std()
+
+    def forward(self, x: torch.Tensor, whiten_bias_grad: bool = True) -> torch.Tensor:
+        bias = self.whiten.bias if whiten_bias_grad else self.whiten.bias.detach()
+        x = self.layers(F.conv2d(x, self.whiten.weight, bias)).flatten(1)
+        return self.head(x) / x.size(-1)
+
+
+def patch_moment(images: torch.Tensor) -> torch.Tensor:
+    """The uncentred second moment of the images' 2x2 patches (C*4 x C*4, float32)."""
+    c = images.size(1)
+    patches = images.float().unfold(2, 2, 1).unfold(3, 2, 1)
+    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * 4)
+    return patches.T @ patches / len(patches)
 
 
 # --- the command line and the results ------------------------------------------------------
