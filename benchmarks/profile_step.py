@@ -22,10 +22,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from cifarlab.data import load_data
-from cifarlab.jobs.bench import cpu_name, machine
+from cifarlab.jobs.bench import machine
 from cifarlab.models.classifier import predict_logits
 from cifarlab.runs import make_config
-from cifarlab.runtime import eval_batch_size, prepare_process, resolve_device
+from cifarlab.runtime import cpu_name, eval_batch_size, prepare_process, resolve_device
 from cifarlab.training import build_trainer
 
 # First match wins: an operator's bucket from its name.

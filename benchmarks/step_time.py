@@ -23,11 +23,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from cifarlab.jobs.bench import cpu_name
 from cifarlab.models import create_model
 from cifarlab.models.cpu_convolutions import cpu_convolutions
 from cifarlab.runs import make_config
-from cifarlab.runtime import amp_dtype, autocast, keep_freed_memory, resolve_device
+from cifarlab.runtime import amp_dtype, autocast, cpu_name, keep_freed_memory, resolve_device
 from cifarlab.training.optim import build_optimizer
 
 

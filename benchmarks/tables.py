@@ -10,7 +10,8 @@ commands), `presets` (the README's one figure per preset), `targets` (benchmarks
 against the results), `runs NAME` (a table of benchmarks/development-runs.json) or `options`
 (every setting, by concern, as `cifarlab train --help` gives it), `epochs FILE`
 (benchmarks/epoch_time.py's epoch times), `peak FILE` (benchmarks/machine_peak.py's rates) or
-`profile FILE` (benchmarks/profile_step.py's operator time). The test suite runs the
+`profile FILE` (benchmarks/profile_step.py's operator time) or `compare A B` (two bench
+results files paired by seed, as `cifarlab compare A B` prints them). The test suite runs the
 check, so a table edited by hand, or a JSON file or setting changed without regenerating,
 fails it.
 """
@@ -25,6 +26,7 @@ import sys
 from pathlib import Path
 
 from cifarlab.jobs.bench import markdown_table, summarize_all, wall_time
+from cifarlab.reporting.bench_compare import compare_benches, format_bench_comparison
 from cifarlab.runs import DEFAULT_PRESET, PRESETS, Config, make_config, option_name
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -252,6 +254,13 @@ def machine_of(result: dict) -> str:
     return f"{result.get('cpu_count', '?')}-core {what}{bf16}, torch {result.get('torch_version')}"
 
 
+def compare_table(names: str) -> str:
+    """`cifarlab compare A B` of two results files of benchmarks/."""
+    a, b = names.split()
+    rows = compare_benches(load(a), load(b))
+    return format_bench_comparison(rows, f"`{a}`", f"`{b}`")
+
+
 def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
@@ -259,7 +268,7 @@ def _minutes(seconds: float) -> str:
 def render(name: str) -> str:
     kind, _, arg = name.partition(" ")
     makers = {"bench": bench_table, "runs": runs_table, "epochs": epochs_table,
-              "peak": peak_table, "profile": profile_table}
+              "peak": peak_table, "profile": profile_table, "compare": compare_table}
     if kind in makers:
         return makers[kind](arg)
     return {"presets": presets_table, "targets": targets_table, "options": options_table}[kind]()

@@ -18,10 +18,9 @@ import time
 import torch
 
 from cifarlab.data import DATASETS
-from cifarlab.jobs.bench import cpu_name
 from cifarlab.models import Classifier, create_model, predict_logits
 from cifarlab.runs import Config, make_config
-from cifarlab.runtime import amp_dtype, eval_batch_size, resolve_device, use_channels_last
+from cifarlab.runtime import amp_dtype, cpu_name, eval_batch_size, resolve_device, use_channels_last
 
 
 def classifier(cfg: Config, tta: str) -> Classifier:

@@ -199,9 +199,24 @@ def http_server(tmp_path: Path):
     server.server_close()
 
 
-@pytest.fixture
-def real_data() -> Path:
+def _real_data() -> Path:
     if not (REAL_DATA / "cifar-10-batches-py" / "batches.meta").is_file():
         pytest.skip(f"real CIFAR-10 not found at {REAL_DATA}/cifar-10-batches-py (the shared "
                     "read-only copy beside the checkout)")
     return REAL_DATA
+
+
+@pytest.fixture
+def real_data() -> Path:
+    return _real_data()
+
+
+@pytest.fixture(scope="session")
+def real_fast_run(tmp_path_factory) -> tuple[Path, dict]:
+    """The default preset trained once on the real CIFAR-10 (about a minute): its run folder
+    and metrics; shared, so treat it as read-only."""
+    from cifarlab import train
+
+    data = _real_data()
+    run = tmp_path_factory.mktemp("real") / "run"
+    return run, train(preset="fast", data_dir=str(data), run_dir=str(run), quiet=True)

@@ -21,6 +21,24 @@ def test_summary_statistics():
     assert s["test_top1"]["mean"] == 91.0 and s["test_top1"]["std"] == pytest.approx(2 ** 0.5)
     assert s["wall_seconds"]["mean"] == 120 and s["peak_rss_mb"] == 1100 and s["seeds"] == 2
     assert summarize(runs[:1])["test_top1"]["std"] == 0.0
+    # the 95% interval of the mean: t(0.975, 1) = 12.706 times std / sqrt(2)
+    assert s["test_top1"]["ci_high"] - 91.0 == pytest.approx(12.7062 * 1.0, abs=1e-3)
+    assert summarize(runs[:1])["test_top1"]["ci_low"] is None
+    table = markdown_table({"runs": [dict(r, preset="fast", seed=i, cpu="x")
+                                     for i, r in enumerate(runs)]})
+    assert "91.00% ± 1.41 [78.29, 103.71] (90.00, 92.00)" in table
+
+
+def test_bench_times_a_child_where_the_system_has_no_wait4(monkeypatch):
+    import os
+    import sys
+
+    from cifarlab.jobs.bench import timed
+
+    assert timed([sys.executable, "-c", "pass"])[1] > 1  # peak memory in MB (POSIX)
+    monkeypatch.delattr(os, "wait4")  # as on Windows
+    wall, peak = timed([sys.executable, "-c", "pass"])
+    assert wall > 0 and peak is None
 
 
 def test_bench_smoke_on_synthetic_data(fake_data, tmp_path, capsys):

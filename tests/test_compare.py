@@ -29,6 +29,10 @@ def test_two_runs_side_by_side(trained_run, other_run, tmp_path):
     page = out.read_text()
     a, b = (json.loads((r / "metrics.json").read_text()) for r in (trained_run, other_run))
     assert f"{b['test_top1'] - a['test_top1']:+.2f}" in page  # the change in top-1
+    assert f"{b['test_macro_f1'] - a['test_macro_f1']:+.2f}" in page  # and in macro-F1
+    assert f"<td>{b['test_ece']:.2f}%</td>" in page and "F1 per class" in page
+    f1 = a["class_scores"]["cat"]["f1"]
+    assert f"<tr><td>cat</td><td>{f1:.2f}%</td>" in page
     settings = dict(differing_settings([load_run(trained_run), load_run(other_run)]))
     assert settings["lr"] == [TINY["lr"], 0.02] and settings["epochs"] == [3, 2]
     assert "run_dir" not in settings and "data_dir" in settings

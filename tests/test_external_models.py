@@ -216,3 +216,15 @@ def test_apple_gpus_get_float32_default_layout_and_the_cpu_fallback(monkeypatch)
     env = {k: v for k, v in os.environ.items() if k != "PYTORCH_ENABLE_MPS_FALLBACK"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.strip() == "1"  # cifarlab sets it when imported
+
+
+def test_pretrained_normalisation_comes_from_the_weights_own_configuration():
+    cifar = DATASETS["cifar10"].stats
+
+    def stats(name):
+        return make_config(model=name, pretrained=True).resolved("data", cifar).mean
+
+    assert stats("timm:vit_base_patch16_224") == (0.5, 0.5, 0.5)  # timm's pretrained_cfg
+    assert stats("timm:inception_v3") == (0.5, 0.5, 0.5)
+    assert stats("timm:resnet18") == IMAGENET_STATS[0]
+    assert stats("tv:resnet18") == IMAGENET_STATS[0]  # torchvision's weights' transforms

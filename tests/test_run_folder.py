@@ -87,3 +87,49 @@ def test_a_stopped_run_of_the_previous_version_resumes(v2_data, tmp_path):
     assert RunFolder(run).status() == ("finished", "") and open_checkpoint(run).config.epochs == 3
     rows_of = {r["name"]: r for r in list_runs(tmp_path)}
     assert rows_of["stopped"]["state"] == "finished"
+
+
+def test_the_process_check_leaves_a_live_process_alive():
+    import subprocess
+    import sys
+
+    from cifarlab.runs.lock import process_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert process_alive(child.pid)
+        assert child.poll() is None  # still running after the check
+    finally:
+        child.kill()
+        child.wait()
+    assert not process_alive(child.pid)
+
+
+def test_the_windows_process_check_only_queries():
+    """On Windows os.kill(pid, 0) would end the process: the check opens it for querying and
+    reads its exit code, and calls nothing else (the fake has no TerminateProcess)."""
+    from cifarlab.runs.lock import windows_process_alive
+
+    class Kernel32:
+        def __init__(self, handle, code=259, error=0):
+            self.handle, self.code, self.error, self.closed = handle, code, error, False
+
+        def OpenProcess(self, access, inherit, pid):  # noqa: N802 - the Windows API's name
+            assert access == 0x1000 and pid == 42  # PROCESS_QUERY_LIMITED_INFORMATION
+            return self.handle
+
+        def GetExitCodeProcess(self, handle, ref):  # noqa: N802
+            ref._obj.value = self.code
+            return 1
+
+        def GetLastError(self):  # noqa: N802
+            return self.error
+
+        def CloseHandle(self, handle):  # noqa: N802
+            self.closed = True
+
+    running = Kernel32(7)
+    assert windows_process_alive(42, running) and running.closed
+    assert not windows_process_alive(42, Kernel32(7, code=0))  # exited
+    assert windows_process_alive(42, Kernel32(0, error=5))  # someone else's: access denied
+    assert not windows_process_alive(42, Kernel32(0, error=87))  # no such process

@@ -20,7 +20,8 @@ TOP = {"cifarlab", "cifarlab.__main__"}  # the public API and the entry point: a
 RUN_FILES = ("config.json", "metrics.json", "metrics.csv", "train.log", "best.pt", "last.pt",
              "state.json", "report.html", "tune.json", "study.db", "model.onnx",
              "model.torchscript.pt", "lock", "tensorboard", "trial-")
-OWNERS = {PACKAGE / "runs" / "folder.py", PACKAGE / "runs" / "study.py"}
+OWNERS = {PACKAGE / "runs" / "folder.py", PACKAGE / "runs" / "study.py",
+          PACKAGE / "runs" / "package.py"}  # a model package names its own config.json
 
 
 def module_name(path: Path) -> str:

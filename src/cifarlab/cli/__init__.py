@@ -10,6 +10,7 @@ import sys
 from cifarlab.cli import (
     bench,
     compare,
+    demo,
     evaluate,
     export,
     listings,
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cifarlab", description="Train, evaluate and use CIFAR-10/100 image classifiers.")
     parser.add_argument("--version", action="version", version=f"cifarlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (train, evaluate, report, predict, export, tune, bench):
+    for command in (train, evaluate, report, predict, export, demo, tune, bench):
         command.add_parser(sub)
     listings.add_parsers(sub)
     compare.add_parser(sub)

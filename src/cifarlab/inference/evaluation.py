@@ -15,14 +15,16 @@ from cifarlab.runtime import eval_batch_size, keep_freed_memory, resolve_device
 def predict_split(checkpoint: str | os.PathLike, *, data_dir: str | os.PathLike | None = None,
                   split: str = "test", batch_size: int | None = None, device: str = "auto",
                   download: bool = True, tta: str | None = None,
-                  tta_share: float | None = None) -> dict[str, Any]:
+                  tta_share: float | None = None, calibrated: bool = True) -> dict[str, Any]:
     """A checkpoint's logits on the test (or validation) images, with the images, labels,
     classes and the split used: an image folder without test/ gives its validation split.
-    Test-time augmentation, precision and batch size default to the run's own."""
+    Test-time augmentation, precision and batch size default to the run's own; `calibrated`
+    divides by the run's fitted temperature, if any."""
     dev = resolve_device(device)
     if dev.type == "cpu":
         keep_freed_memory()
-    model = load_model(checkpoint, dev, tta=tta, as_trained=True, tta_share=tta_share)
+    model = load_model(checkpoint, dev, tta=tta, as_trained=True, tta_share=tta_share,
+                       calibrated=calibrated)
     cfg = model.config
     data = load_data(cfg.dataset, cfg.data_folder() if data_dir is None else data_dir,
                      download=download, val_size=cfg.val_size, split_seed=cfg.split_seed,
@@ -33,7 +35,7 @@ def predict_split(checkpoint: str | os.PathLike, *, data_dir: str | os.PathLike 
     logits = predict_logits(model, images, batch_size or eval_batch_size(cfg.eval_batch_size,
                                                                          dev))
     return dict(images=images, labels=labels, logits=logits.cpu(), classes=model.classes,
-                tta=model.tta, device=str(dev), split=split)
+                tta=model.tta, device=str(dev), split=split, temperature=model.temperature)
 
 
 def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
@@ -46,5 +48,5 @@ def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None =
                       device=device, download=download, tta=tta, tta_share=tta_share)
     metrics = compute_metrics(p["logits"], p["labels"], p["classes"])
     metrics.update(split=p["split"], checkpoint=str(checkpoint), device=p["device"],
-                   tta=p["tta"])
+                   tta=p["tta"], temperature=p["temperature"])
     return metrics

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from cifarlab.errors import CheckpointError
+from cifarlab.inference.hub import resolve_source
 from cifarlab.models import Classifier, create_model
 from cifarlab.runs import Checkpoint, open_checkpoint
 from cifarlab.runtime import amp_dtype, use_channels_last
@@ -31,17 +32,18 @@ def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
 
 
 def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "cpu", *,
-               tta: str | None = None, as_trained: bool = False, tta_share: float | None = None
-               ) -> Classifier:
-    """The trained classifier of a run folder or checkpoint, in eval mode: float RGB in [0, 1]
-    in, logits out; `.classes` names the outputs, `.config` holds the run's settings (a
-    `cifarlab.Config`).
+               tta: str | None = None, as_trained: bool = False, tta_share: float | None = None,
+               calibrated: bool = True) -> Classifier:
+    """The trained classifier of a run folder, checkpoint file, model package folder or
+    `hf-hub:ORG/NAME` package, in eval mode: float RGB in [0, 1] in, logits out; `.classes`
+    names the outputs, `.config` holds the run's settings (a `cifarlab.Config`).
+    `calibrated` divides the logits by the temperature `evaluate --calibrate` fitted, if any.
 
     `tta` and `tta_share` default to the run's own. `as_trained` runs it in the run's
     precision and memory format (bf16, channels-last) as training evaluated it; by default
     it computes in float32, as exported.
     """
-    ckpt = open_checkpoint(checkpoint)
+    ckpt = open_checkpoint(resolve_source(checkpoint))
     cfg, device = ckpt.config, torch.device(device)
     net = model_from_checkpoint(ckpt)
     amp, channels_last = None, False
@@ -52,5 +54,6 @@ def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "cpu"
             net = net.to(memory_format=torch.channels_last)
     model = Classifier(net, cfg.mean, cfg.std, ckpt.classes, tta=tta or cfg.tta,
                        tta_share=cfg.tta_share if tta_share is None else tta_share, amp=amp,
-                       channels_last=channels_last, config=cfg, image_size=cfg.image_size)
+                       channels_last=channels_last, config=cfg, image_size=cfg.image_size,
+                       temperature=ckpt.temperature if calibrated else None)
     return model.to(device).eval()

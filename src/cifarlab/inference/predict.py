@@ -20,7 +20,7 @@ import torch
 
 from cifarlab.data.image_files import image_extensions, try_load_image
 from cifarlab.inference.loading import load_model
-from cifarlab.models import predict_logits
+from cifarlab.models import Classifier, predict_logits
 from cifarlab.runtime import resolve_device
 
 
@@ -41,15 +41,29 @@ def expand_inputs(paths: Iterable[str | os.PathLike]) -> list[tuple[str, str | N
     return out
 
 
+def load_predictor(checkpoint: str | os.PathLike, device: str = "auto",
+                   tta: str | None = None) -> Classifier:
+    """The model as `predict` uses it. Every image gets all the views: a file's prediction
+    must not depend on its batch-mates."""
+    return load_model(checkpoint, resolve_device(device), tta=tta, as_trained=True,
+                      tta_share=1.0)
+
+
 def predict_files(checkpoint: str | os.PathLike, paths: Iterable[str | os.PathLike], *,
                   topk: int = 5, batch_size: int = 256, device: str = "auto",
                   tta: str | None = None, workers: int | None = None
                   ) -> Iterator[dict[str, Any]]:
     """Yield, in input order, {"file", "top": [{"class", "probability"}, ...]} for each image,
     or {"file", "error"} for each file that could not be read."""
-    # Every image gets all the views: a file's prediction must not depend on its batch-mates.
-    model = load_model(checkpoint, resolve_device(device), tta=tta, as_trained=True,
-                       tta_share=1.0)
+    model = load_predictor(checkpoint, device, tta)
+    yield from classify_files(model, paths, topk=topk, batch_size=batch_size, workers=workers)
+
+
+def classify_files(model: Classifier, paths: Iterable[str | os.PathLike], *, topk: int = 5,
+                   batch_size: int = 256, workers: int | None = None, keep_pixels: bool = False
+                   ) -> Iterator[dict[str, Any]]:
+    """`predict_files` with a loaded model (`load_predictor`); `keep_pixels` adds each image
+    as the network sees it ("pixels": uint8, (3, S, S))."""
     classes = model.classes
     k = max(1, min(topk, len(classes)))
     entries = expand_inputs(paths)
@@ -70,6 +84,8 @@ def predict_files(checkpoint: str | os.PathLike, paths: Iterable[str | os.PathLi
                 if arr is not None:
                     good.append(results[-1])
                     arrays.append(arr)
+                    if keep_pixels:
+                        results[-1]["pixels"] = arr
             if arrays:
                 logits = predict_logits(model, torch.from_numpy(np.stack(arrays)), batch_size)
                 probs, idx = torch.softmax(logits, 1).topk(k, dim=1)

@@ -28,9 +28,10 @@ import torch
 from cifarlab.data import default_data_dir
 from cifarlab.errors import CifarlabError
 from cifarlab.files import publish_text
+from cifarlab.intervals import summary as over_seeds
 from cifarlab.jobs.throughput import matmul_rate
 from cifarlab.runs import RunFolder
-from cifarlab.runtime import cpu_has_native_bf16, resolve_device
+from cifarlab.runtime import cpu_has_native_bf16, cpu_name, resolve_device
 from cifarlab.training.flops import training_flops
 from cifarlab.version import __version__
 
@@ -47,16 +48,6 @@ def git_commit() -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def find_comparators(benchmarks: Path, names: list[str]) -> dict[str, Path]:
@@ -79,18 +70,23 @@ def find_comparators(benchmarks: Path, names: list[str]) -> dict[str, Path]:
     return {n: known[n] for n in (names or known)}
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """Run a child process: (wall seconds, peak resident memory in MB)."""
+def timed(cmd: list[str]) -> tuple[float, float | None]:
+    """Run a child process: (wall seconds, peak resident memory in MB; None where the system
+    cannot say)."""
     print("$ " + " ".join(cmd), flush=True)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd)
-    _, status, usage = os.wait4(proc.pid, 0)  # unlike wait(), gives this child's peak memory
+    peak = None
+    if hasattr(os, "wait4"):  # POSIX: unlike wait(), gives this child's peak memory
+        _, status, usage = os.wait4(proc.pid, 0)
+        code, peak = os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024
+    else:  # Windows: no per-child peak memory
+        code = proc.wait()
     wall = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise CifarlabError(f"the run `{' '.join(cmd)}` failed (exit {code}); its output is "
                             "above")
-    return wall, usage.ru_maxrss / 1024
+    return wall, peak
 
 
 def run_preset(preset: str, seed: int, run_dir: Path, extra: list[str]) -> dict[str, Any]:
@@ -156,15 +152,14 @@ def run_comparator(name: str, script: Path, seed: int, run_dir: Path, data_dir: 
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    def stats(values: list[float]) -> dict[str, float]:
-        return {"mean": statistics.fmean(values), "min": min(values), "max": max(values),
-                "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-
+    """One preset's runs: accuracy and wall time as mean, std, min, max and the 95% Student's t
+    interval of the mean; the peak memories; the mean utilisation."""
     gpu = [r["gpu_peak_memory_mb"] for r in runs if r.get("gpu_peak_memory_mb") is not None]
     used = [r["utilisation"] for r in runs if r.get("utilisation") is not None]
-    return {"test_top1": stats([r["test_top1"] for r in runs]),
-            "wall_seconds": stats([r["wall_seconds"] for r in runs]),
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+    return {"test_top1": over_seeds([r["test_top1"] for r in runs]),
+            "wall_seconds": over_seeds([r["wall_seconds"] for r in runs]),
+            "peak_rss_mb": max((r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb")),
+                               default=None),
             "gpu_peak_memory_mb": max(gpu) if gpu else None,
             "utilisation": statistics.fmean(used) if used else None, "seeds": len(runs)}
 
@@ -258,8 +253,8 @@ def markdown_table(result: dict[str, Any]) -> str:
                                              if r["preset"] == n)]
     used = any(s.get("utilisation") is not None for s in summary.values())
     gpu = any(s.get("gpu_peak_memory_mb") is not None for s in summary.values())
-    head = ("| preset | test accuracy, mean ± std (per seed) | seeds | wall time per run, "
-            "mean (max) |" + "".join(f" vs {c} |" for c in comparators)
+    head = ("| preset | test accuracy, mean ± std [95% interval] (per seed) | seeds | wall time "
+            "per run, mean (max) |" + "".join(f" vs {c} |" for c in comparators)
             + (" utilisation |" if used else "") + " peak memory |"
             + (" GPU memory |" if gpu else ""))
     lines = [head, "|" + " --- |" * (5 + len(comparators) + used + gpu)]
@@ -270,17 +265,25 @@ def markdown_table(result: dict[str, Any]) -> str:
         ratios = "".join(f" {s['wall_ratio'][c]:.2f}x |" for c in comparators)
         name = f"comparator `{preset}`" if preset in comparators else f"`{preset}`"
         share = s.get("utilisation")
-        lines.append(f"| {name} | {acc['mean']:.2f}% ± {acc['std']:.2f} ({per_seed}) | "
+        lines.append(f"| {name} | {acc['mean']:.2f}% ± {acc['std']:.2f}{interval(acc)} "
+                     f"({per_seed}) | "
                      f"{s['seeds']} | {wall_time(s['wall_seconds']['mean'])} "
                      f"({wall_time(s['wall_seconds']['max'])}) |{ratios}"
                      + ((f" {100 * share:.0f}% |" if share is not None else " |") if used
                         else "")
-                     + f" {s['peak_rss_mb'] / 1024:.2f} GB |"
+                     + f" {_gb(s['peak_rss_mb'])} |"
                      + (f" {_gb(s.get('gpu_peak_memory_mb'))} |" if gpu else ""))
     cpus = sorted({r.get("cpu", result.get("cpu")) for r in result["runs"]})
     lines.append(f"\nCPU: {', '.join(cpus)}" + ("  (runs from different machines: compare "
                                                "with care)" if len(cpus) > 1 else ""))
     return "\n".join(lines)
+
+
+def interval(stats: dict[str, Any]) -> str:
+    """" [low, high]", the 95% interval of the mean; "" for one seed (or an older summary)."""
+    if stats.get("ci_low") is None:
+        return ""
+    return f" [{stats['ci_low']:.2f}, {stats['ci_high']:.2f}]"
 
 
 def _gb(mb: float | None) -> str:

@@ -14,9 +14,9 @@ import torch
 
 from cifarlab.data import DataSplits, load_data
 from cifarlab.errors import CheckpointError, CifarlabError, TrainingInterrupted
-from cifarlab.metrics import compute_metrics
+from cifarlab.metrics import compute_metrics, split_metrics
 from cifarlab.models import predict_logits
-from cifarlab.reporting.tables import format_per_class
+from cifarlab.reporting.tables import format_calibration, format_per_class
 from cifarlab.runs import Config, RunFolder, make_config, new_run_dir, option_name
 from cifarlab.runs.logs import format_duration
 from cifarlab.runtime import (
@@ -135,9 +135,7 @@ def test_once(trainer: Trainer, folder: RunFolder, summary: dict[str, Any]
     logits = predict_logits(tester, images, eval_batch_size(cfg.eval_batch_size, trainer.device))
     m = compute_metrics(logits, labels, data.classes)
     return {
-        f"{split}_top1": m["top1"], f"{split}_top5": m["top5"], f"{split}_loss": m["loss"],
-        "evaluated_on": split, "per_class": m["per_class"], "confusion": m["confusion"],
-        "classes": data.classes, **summary,
+        **split_metrics(m, split), "classes": data.classes, **summary,
         "total_seconds": trainer.elapsed(), "train_images": len(data.train_images),
         "gpu_peak_memory_mb": gpu_peak_memory_mb(trainer.device), "device": str(trainer.device),
         "device_name": device_name(trainer.device), "torch_version": torch.__version__,
@@ -156,6 +154,7 @@ def finish(trainer: Trainer, folder: RunFolder, metrics: dict[str, Any],
     what = "test accuracy" if split == "test" else "validation accuracy (no test set)"
     log(f"{what} {metrics[split + '_top1']:.2f}% (top-5 {metrics[split + '_top5']:.2f}%) of the "
         f"chosen weights ({chosen}); trained in {format_duration(metrics['train_seconds'])}")
+    log(format_calibration(metrics))
     log(format_per_class(metrics))
     images, labels = trainer.data.split(split)
     if folder.tensorboard is not None:

@@ -61,19 +61,22 @@ class Classifier(nn.Module):
     names; `config` the run's settings (a `cifarlab.Config`), when it comes from a run. Images
     of another size than `image_size` are resized to it (antialiased bilinear, as training
     did). `amp` (an autocast dtype) and `channels_last` run the network as training evaluated
-    it; both off (float32), the module exports as it is.
+    it; both off (float32), the module exports as it is. `temperature` (fitted by `cifarlab
+    evaluate --calibrate`) divides the logits: the same predictions, calibrated probabilities.
     """
 
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float],
                  classes: Sequence[str], *, tta: str = "none", tta_share: float = 1.0,
                  amp: torch.dtype | None = None, channels_last: bool = False,
-                 image_size: int = 32, config: Any = None):
+                 image_size: int = 32, config: Any = None, temperature: float | None = None):
         super().__init__()
         if tta not in TTA_CHOICES:
             raise ValueError(f"tta must be one of {', '.join(TTA_CHOICES)}, not {tta!r}")
         if not 0 <= tta_share <= 1:
             raise ValueError(f"tta_share must be in [0, 1], not {tta_share}")
-        self.tta_share = tta_share
+        if temperature is not None and not temperature > 0:
+            raise ValueError(f"temperature must be positive, not {temperature}")
+        self.tta_share, self.temperature = tta_share, temperature
         self.net, self.tta, self.amp, self.channels_last = net, tta, amp, channels_last
         self.image_size = image_size
         self.classes, self.config = list(classes), config
@@ -86,9 +89,11 @@ class Classifier(nn.Module):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.amp is None:
-            return tta_logits(self.net, x, self.tta, self.tta_share)
-        with autocast(x.device, self.amp):
-            return tta_logits(self.net, x, self.tta, self.tta_share)
+            logits = tta_logits(self.net, x, self.tta, self.tta_share)
+        else:
+            with autocast(x.device, self.amp):
+                logits = tta_logits(self.net, x, self.tta, self.tta_share)
+        return logits if self.temperature is None else logits / self.temperature
 
 
 @torch.inference_mode()

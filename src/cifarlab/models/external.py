@@ -52,9 +52,19 @@ def list_source_models(source: str, pattern: str | None = None) -> list[str]:
     return sorted(n for n in names if fnmatch.fnmatch(n.lower(), pattern))
 
 
+HUB = "hf-hub:"  # timm:hf-hub:ORG/NAME, a model repository of the Hugging Face hub
+
+
 def check_name(name: str) -> None:
-    """Raise a one-line ModelError with the closest names if `tv:`/`timm:` `name` is unknown."""
+    """Raise a one-line ModelError with the closest names if `tv:`/`timm:` `name` is unknown.
+    A `timm:hf-hub:ORG/NAME` is checked when it is fetched."""
     source, arch = parse_name(name) or ("", "")
+    if source == "timm" and arch.startswith(HUB):
+        repo = arch[len(HUB):].partition("@")[0]
+        if repo.count("/") != 1 or not all(repo.split("/")):
+            raise ModelError(f"{name} is not a hub name; write timm:hf-hub:ORG/NAME")
+        _timm()
+        return
     if source == "timm" and _timm().is_model(arch):  # also takes tags: resnet50.a1_in1k
         return
     known = list_source_models(source)
@@ -108,18 +118,61 @@ def _create_timm(arch: str, num_classes: int, pretrained: bool,
     except TypeError:
         raise
     except Exception as e:  # noqa: BLE001 - hub and network errors of several libraries
-        if not pretrained:
+        if not pretrained and not arch.startswith(HUB):
             raise
-        from huggingface_hub import constants
+        raise ModelError(_fetch_failed(timm, arch, e)) from None
 
+
+def _fetch_failed(timm: ModuleType, arch: str, e: Exception) -> str:
+    """What to do when timm cannot fetch `arch`'s configuration or weights."""
+    from huggingface_hub import constants
+
+    if arch.startswith(HUB):
+        repo = arch[len(HUB):]
+        url = f"https://huggingface.co/{repo}"
+    else:
         cfg = timm.models.get_pretrained_cfg(arch)
         repo = getattr(cfg, "hf_hub_id", None)
         url = (f"https://huggingface.co/{repo}/resolve/main/model.safetensors" if repo
                else getattr(cfg, "url", None) or "its weights file")
-        raise ModelError(f"cannot fetch the pretrained weights of timm:{arch} from "
-                         f"{repo or url} ({type(e).__name__}); without network, fill the "
-                         f"Hugging Face cache ({constants.HF_HUB_CACHE}) on a machine with "
-                         f"network, or download {url} and pass --weights PATH") from None
+    first = (str(e).strip().splitlines() or [""])[0][:200]
+    return (f"cannot fetch timm:{arch} from {repo or url} ({type(e).__name__}: {first}); "
+            f"without network, fill the Hugging Face cache ({constants.HF_HUB_CACHE}) on a "
+            f"machine with network and set HF_HUB_OFFLINE=1, or download {url} and pass "
+            "--weights PATH")
+
+
+def pretrained_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean and std that the pretrained weights of `tv:`/`timm:` `name` were trained
+    with, from the weights' own configuration (timm's pretrained_cfg, a hub repository's
+    config.json, torchvision's weights' transforms); ImageNet's where they say nothing."""
+    source, arch = parse_name(name) or ("", "")
+    if source == "tv":
+        import torchvision.models as tvm
+
+        try:
+            t = tvm.get_model_weights(arch).DEFAULT.transforms()
+            return tuple(t.mean), tuple(t.std)
+        except (ValueError, KeyError, AttributeError, TypeError):
+            return IMAGENET_STATS
+    if source != "timm":
+        return IMAGENET_STATS
+    if arch.startswith(HUB):
+        cfg = _hub_pretrained_cfg(arch[len(HUB):])
+    else:
+        found = _timm().models.get_pretrained_cfg(arch)
+        cfg = found.to_dict() if found is not None else {}
+    if cfg.get("mean") and cfg.get("std"):
+        return tuple(cfg["mean"]), tuple(cfg["std"])
+    return IMAGENET_STATS
+
+
+def _hub_pretrained_cfg(repo: str) -> dict[str, Any]:
+    """A hub repository's pretrained_cfg, as timm reads it (its config file)."""
+    try:
+        return dict(_timm().models.load_model_config_from_hf(repo)[0])
+    except Exception as e:  # noqa: BLE001 - network, missing repo, offline without cache
+        raise ModelError(_fetch_failed(_timm(), HUB + repo, e)) from None
 
 
 def find_head(model: nn.Module, num_classes: int) -> str:

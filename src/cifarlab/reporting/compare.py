@@ -62,16 +62,20 @@ def differing_settings(runs: list[dict[str, Any]]) -> list[tuple[str, list[Any]]
 
 
 def accuracy_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
-    """Top-1 and top-5 of each run, and the difference to the first run."""
+    """Top-1, top-5 and macro-F1 of each run with the difference to the first run, its
+    calibration error and training time (older runs' metrics have no F1 or ECE: n/a)."""
     split = runs[0]["split"]
     base = runs[0]["metrics"]
     out = []
     for r in runs:
         m = r["metrics"]
         cells = [r["name"]]
-        for k in ("top1", "top5"):
-            value, ref = m[f"{split}_{k}"], base[f"{split}_{k}"]
-            cells += [f"{value:.2f}%", "" if r is runs[0] else f"{value - ref:+.2f}"]
+        for k in ("top1", "top5", "macro_f1"):
+            value, ref = m.get(f"{split}_{k}"), base.get(f"{split}_{k}")
+            cells += ["n/a" if value is None else f"{value:.2f}%",
+                      "" if r is runs[0] or value is None or ref is None else f"{value - ref:+.2f}"]
+        ece = m.get(f"{split}_ece")
+        cells.append("n/a" if ece is None else f"{ece:.2f}%")
         cells.append(f"{m.get('train_seconds', 0) / 60:.1f} min")
         out.append(cells)
     return out
@@ -85,6 +89,17 @@ def class_changes(runs: list[dict[str, Any]], top: int = 5) -> tuple[list, list]
                is not None]
     changes.sort(key=lambda t: t[3])
     return changes[::-1][:top], changes[:top]
+
+
+def f1_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+    """Each class's F1 in each run (n/a: an older run's metrics, without precision)."""
+    classes = runs[0]["metrics"]["classes"]
+
+    def f1(run: dict[str, Any], c: str) -> str:
+        value = ((run["metrics"].get("class_scores") or {}).get(c) or {}).get("f1")
+        return "n/a" if value is None else f"{value:.2f}%"
+
+    return [[c, *(f1(r, c) for r in runs)] for c in classes]
 
 
 def _cells_table(head: list[str], rows: list[list[Any]]) -> str:
@@ -124,7 +139,8 @@ def render(runs: list[dict[str, Any]], pictures: dict[str, Path]) -> str:
         f"differences are to the first run, {html.escape(names[0])}. Accuracy: {split}. "
         f"Page written {datetime.now():%Y-%m-%d %H:%M}.</p>",
         "<h2>Accuracy</h2>",
-        _cells_table(["run", "top-1", "change", "top-5", "change", "training time"],
+        _cells_table(["run", "top-1", "change", "top-5", "change", "macro-F1", "change",
+                      "ECE", "training time"],
                      accuracy_rows(runs)),
         "<h2>Settings that differ</h2>",
         _cells_table(["setting", *names], [[k, *map(json.dumps, v)] for k, v in settings])
@@ -133,6 +149,7 @@ def render(runs: list[dict[str, Any]], pictures: dict[str, Path]) -> str:
         "<h2>Per class</h2>",
         f"<div class='cols'>{changes('Gained most', gained)}{changes('Lost most', lost)}</div>",
         img["per_class.png"],
+        "<h3>F1 per class</h3>", _cells_table(["class", *names], f1_rows(runs)),
     ]
     if "confusion_change.png" in img:
         body += ["<h2>Change in the confusion matrix</h2>", img["confusion_change.png"]]

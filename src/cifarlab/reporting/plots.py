@@ -111,6 +111,30 @@ def plot_per_class(per_class: dict[str, float | None], split: str = "test") -> F
     return fig
 
 
+def plot_reliability(reliability: Sequence[dict], ece: float, split: str = "test") -> Figure:
+    """The reliability diagram: each confidence bin's accuracy (bars) and mean confidence (red
+    lines; on the diagonal, bars above them: underconfident, below: overconfident), with the
+    share of images per bin."""
+    fig = Figure(figsize=(9, 4.5), layout="constrained")
+    ax, hist = fig.subplots(1, 2, width_ratios=(3, 2))
+    full = [b for b in reliability if b["count"]]
+    width = reliability[0]["upper"] - reliability[0]["lower"] if reliability else 1.0
+    ax.bar([b["lower"] for b in full], [b["accuracy"] / 100 for b in full], width=width,
+           align="edge", color=BAR, edgecolor="white", label="accuracy")
+    ax.hlines([b["confidence"] for b in full], [b["lower"] for b in full],
+              [b["upper"] for b in full], color=WORST, lw=2.5, label="mean confidence")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top softmax probability)",
+           ylabel="accuracy", title=f"reliability ({split} set, ECE {ece:.2f}%)")
+    ax.legend(loc="upper left")
+    total = max(sum(b["count"] for b in reliability), 1)
+    hist.bar([b["lower"] for b in reliability], [b["count"] / total for b in reliability],
+             width=width, align="edge", color=BAR, edgecolor="white")
+    hist.set(xlim=(0, 1), xlabel="confidence", ylabel="share of images",
+             title="images per bin")
+    return fig
+
+
 def plot_predictions(images: np.ndarray, labels: np.ndarray, preds: np.ndarray,
                      classes: Sequence[str], rows: int = 8, cols: int = 8,
                      split: str = "test") -> Figure:

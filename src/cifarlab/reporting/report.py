@@ -1,6 +1,6 @@
-"""The run report: pictures (curves, confusion, per-class, predictions, mistakes) and one
-self-contained report.html, written into the run folder at the end of training or on demand
-with `cifarlab report RUN_DIR`."""
+"""The run report: pictures (curves, confusion, per-class, calibration, predictions,
+mistakes) and one self-contained report.html, written into the run folder at the end of
+training or on demand with `cifarlab report RUN_DIR`."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ PICTURES = {
     "curves.png": "Training curves",
     "confusion.png": "Confusion matrix",
     "per_class.png": "Accuracy per class",
+    "reliability.png": "Calibration: confidence against accuracy",
     "predictions.png": "Predictions on the first 64 test images",
     "mistakes.png": "Most confidently wrong",
 }
@@ -75,6 +76,7 @@ def _draw(run_dir: Path, rows: list[dict], metrics: dict[str, Any], images: np.n
         "curves.png": plots.plot_curves(rows) if rows else None,
         "confusion.png": plots.plot_confusion(metrics["confusion"], classes, split),
         "per_class.png": plots.plot_per_class(metrics["per_class"], split),
+        "reliability.png": plots.plot_reliability(metrics["reliability"], metrics["ece"], split),
         "predictions.png": plots.plot_predictions(images[:64], labels[:64],
                                                   probs[:64].argmax(1), classes, split=split),
         "mistakes.png": plots.plot_mistakes(images, labels, probs, classes, split=split),
@@ -101,7 +103,10 @@ def _summary(metrics: dict[str, Any], saved: dict[str, Any]) -> list[tuple[str, 
     name = "test" if metrics.get("split", "test") == "test" else "validation"
     rows = [(f"{name} top-1", f"{metrics['top1']:.2f}%"),
             (f"{name} top-5", f"{metrics['top5']:.2f}%"),
-            (f"{name} loss", f"{metrics['loss']:.4f}"), (f"{name} images", metrics["count"]),
+            (f"{name} macro-F1", f"{metrics['macro_f1']:.2f}%"),
+            (f"{name} calibration", f"ECE {metrics['ece']:.2f}%, NLL {metrics['nll']:.4f}, "
+                                    f"Brier {metrics['brier']:.4f}"),
+            (f"{name} images", metrics["count"]),
             ("weights tested", chosen)]
     if "epochs" in saved:
         rows += [("epochs run", saved["epochs"]),
@@ -115,11 +120,15 @@ def _summary(metrics: dict[str, Any], saved: dict[str, Any]) -> list[tuple[str, 
 def _per_class_table(metrics: dict[str, Any]) -> str:
     """Worst first; with many classes the 10 worst and the 10 best (see `shown_classes`)."""
     items, worst, title = shown_classes(metrics["per_class"])
+    scores = metrics["class_scores"]
+    cell = lambda v: "n/a" if v is None else f"{v:.2f}%"  # noqa: E731
     body = "".join(
-        f"<tr{' class=worst' if c == worst else ''}><td>{html.escape(c)}</td>"
-        f"<td>{'n/a' if a is None else f'{a:.2f}%'}</td></tr>"
+        f"<tr{' class=worst' if c == worst else ''}><td>{html.escape(c)}</td><td>{cell(a)}</td>"
+        f"<td>{cell(scores[c]['precision'])}</td><td>{cell(scores[c]['f1'])}</td>"
+        f"<td>{scores[c]['support']}</td></tr>"
         for c, a in sorted(items, key=lambda t: (t[1] is None, t[1] or 0.0)))
-    return (f"<table><tr><th>class</th><th>{html.escape(title)}</th></tr>{body}</table>")
+    return (f"<table><tr><th>class</th><th>{html.escape(title)} (recall)</th><th>precision</th>"
+            f"<th>F1</th><th>images</th></tr>{body}</table>")
 
 
 def _pairs_table(metrics: dict[str, Any]) -> str:

@@ -1,5 +1,5 @@
-"""Per-class accuracy and the confusion matrix as text: what `cifarlab train` and `cifarlab
-evaluate` print, and the one choice of which classes a table or picture shows."""
+"""Per-class scores, calibration and the confusion matrix as text: what `cifarlab train` and
+`cifarlab evaluate` print, and the one choice of which classes a table or picture shows."""
 
 from __future__ import annotations
 
@@ -23,16 +23,42 @@ def shown_classes(per_class: dict[str, float | None]
 
 
 def format_per_class(metrics: dict[str, Any]) -> str:
-    """A table of per-class accuracy, worst class marked (see `shown_classes`)."""
+    """A table of per-class accuracy (recall), precision, F1 and the number of images, worst
+    class marked (see `shown_classes`); macro-F1 below. Older runs without precision: accuracy
+    only."""
     items, worst, title = shown_classes(metrics["per_class"])
     if len(items) < len(metrics["per_class"]):
         items = items[:10] + [("...", None)] + items[10:]
+    scores = metrics.get("class_scores") or {}
     width = max(len(c) for c, _ in items)
-    lines = [f"{'class':<{width}}  {title}"]
+    extra = f"  {'precision':>9}  {'F1':>9}  images" if scores else ""
+    lines = [f"{'class':<{width}}  {title}{extra}"]
     for c, acc in items:
         shown = "" if c == "..." else "     n/a" if acc is None else f"{acc:7.2f}%"
+        if scores and c in scores:
+            s = scores[c]
+            shown += "".join("        n/a" if s[k] is None else f"  {s[k]:8.2f}%"
+                             for k in ("precision", "f1")) + f"  {s['support']:6d}"
         lines.append(f"{c:<{width}}  {shown}{'  <- worst' if c == worst else ''}")
+    macro = figure(metrics, "macro_f1")
+    if macro is not None:
+        lines.append(f"macro-F1 {macro:.2f}% (the mean of the classes' F1)")
     return "\n".join(lines)
+
+
+def format_calibration(metrics: dict[str, Any]) -> str:
+    """One line: expected calibration error, negative log-likelihood and Brier score ("" for
+    an older run's metrics, which have none)."""
+    ece, nll, brier = (figure(metrics, k) for k in ("ece", "nll", "brier"))
+    if ece is None:
+        return ""
+    return (f"calibration: ECE {ece:.2f}% ({len(metrics['reliability'])} bins), NLL {nll:.4f}, "
+            f"Brier {brier:.4f}")
+
+
+def figure(metrics: dict[str, Any], key: str) -> Any:
+    """`key` of `evaluate`'s metrics, or of metrics.json's (named by split: test_ece)."""
+    return metrics.get(key, metrics.get(f"{metrics.get('evaluated_on')}_{key}"))
 
 
 def format_confusion(metrics: dict[str, Any]) -> str:

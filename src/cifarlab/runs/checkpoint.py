@@ -39,6 +39,7 @@ class Checkpoint:
     epoch: int | None = None
     val_acc: float | None = None
     resume: dict[str, Any] | None = None
+    temperature: float | None = None  # the logits' divisor fitted by `evaluate --calibrate`
 
 
 def unwrap(model: nn.Module) -> nn.Module:

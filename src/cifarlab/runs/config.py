@@ -20,6 +20,7 @@ from typing import Any
 from cifarlab.data import DATASET_CHOICES, DATASETS, Stats, default_data_dir
 from cifarlab.errors import ConfigError
 from cifarlab.models import IMAGENET_STATS, TTA_CHOICES, check_model
+from cifarlab.models.external import pretrained_stats
 from cifarlab.runs.presets import DEFAULT_PRESET, PRESETS
 from cifarlab.runs.values import coerce, read_config_file
 
@@ -229,9 +230,10 @@ class Config:
 
     def resolved(self, data_dir: str | os.PathLike | None, stats: Stats) -> Config:
         """These settings with the data folder and the normalisation made explicit: the
-        folder read, the mean and std set (else ImageNet's for pretrained weights, else
-        `stats`, the dataset's own). What a run writes to config.json and trains with."""
-        mean, std = IMAGENET_STATS if self.pretrained else stats
+        folder read, the mean and std set (else, for pretrained weights, those the weights'
+        own configuration gives, else `stats`, the dataset's own). What a run writes to
+        config.json and trains with."""
+        mean, std = pretrained_stats(self.model) if self.pretrained else stats
         return dataclasses.replace(
             self, data_dir=None if data_dir is None else str(data_dir),
             mean=tuple(self.mean or mean), std=tuple(self.std or std)).validate()

@@ -10,6 +10,7 @@
     lock           "pid host" of the process writing the folder
     tensorboard/   --tensorboard's event files
     report.html    the report (with the pictures the report draws beside it)
+    calibration.json   `evaluate --calibrate`'s temperature, fitted on the validation split
     model.onnx, model.torchscript.pt    `cifarlab export`'s files
 
 No other module names these files.
@@ -30,10 +31,12 @@ from cifarlab.runs.checkpoint import Checkpoint, read_checkpoint, write_checkpoi
 from cifarlab.runs.config import Config
 from cifarlab.runs.lock import RunLock
 from cifarlab.runs.logs import MetricsCSV, RunLog, read_rows
+from cifarlab.runs.package import WEIGHTS, is_package, read_package
 from cifarlab.runs.tensorboard_log import TensorBoardLog
 
 CONFIG, LOG, ROWS, METRICS, STATE, LOCK = ("config.json", "train.log", "metrics.csv",
                                            "metrics.json", "state.json", "lock")
+CALIBRATION = "calibration.json"
 REPORT, TENSORBOARD = "report.html", "tensorboard"
 CHECKPOINTS = {"best": "best.pt", "last": "last.pt"}
 EXPORTS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
@@ -138,6 +141,11 @@ class RunFolder:
             write_checkpoint(self.checkpoint_path(which), config=config, classes=classes,
                              weights=weights, epoch=epoch, val_acc=val_acc, resume=resume)
 
+    def write_calibration(self, calibration: dict[str, Any]) -> None:
+        """calibration.json: the temperature and what it was fitted on (its "checkpoint": the
+        file whose logits it divides)."""
+        publish_text(self.path / CALIBRATION, json.dumps(calibration, indent=2) + "\n")
+
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         """metrics.json, the mark of a finished run."""
         if self.writer:
@@ -163,6 +171,21 @@ class RunFolder:
     def metrics(self) -> dict[str, Any] | None:
         """metrics.json's content; None while the run has not finished."""
         return self._json(METRICS)
+
+    def calibration(self) -> dict[str, Any] | None:
+        """calibration.json's content (None: never calibrated)."""
+        return self._json(CALIBRATION)
+
+    def temperature_for(self, checkpoint: Path) -> float | None:
+        """The fitted temperature, if it was fitted for `checkpoint` (a file of this folder)."""
+        fitted = self.calibration() or {}
+        if fitted.get("checkpoint") != checkpoint.name or checkpoint.parent != self.path:
+            return None
+        t = fitted.get("temperature")
+        if not isinstance(t, (int, float)) or not t > 0:
+            raise CheckpointError(f"{self.path / CALIBRATION} is damaged (temperature {t!r}); "
+                                  "delete it, or calibrate again")
+        return float(t)
 
     def rows(self) -> list[dict[str, Any]]:
         """metrics.csv's rows, as numbers (none before the first epoch ends)."""
@@ -256,11 +279,22 @@ def new_run_dir(run_dir: str | os.PathLike | None, preset: str) -> Path:
 
 
 def checkpoint_file(path: str | os.PathLike) -> Path:
-    """A checkpoint file as given, or a run folder's chosen one (best.pt, else last.pt)."""
+    """A checkpoint file as given, a run folder's chosen one (best.pt, else last.pt), or a
+    model package's weights."""
     p = Path(path)
+    if is_package(p):
+        return p / WEIGHTS
     return RunFolder(p).chosen_checkpoint_path() if p.is_dir() else p
 
 
 def open_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """A checkpoint file, or a run folder's chosen checkpoint, read."""
-    return read_checkpoint(checkpoint_file(path))
+    """A checkpoint file, a run folder's chosen checkpoint, or a model package, read; with the
+    temperature fitted for it, if any."""
+    if is_package(path):
+        return read_package(path)
+    file = checkpoint_file(path)
+    ckpt = read_checkpoint(file)
+    folder = RunFolder(file.parent)
+    if folder.holds_run(folder.path):
+        ckpt.temperature = folder.temperature_for(file)
+    return ckpt

@@ -5,18 +5,42 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 from cifarlab.errors import CifarlabError
 
 
 def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this host; never disturbs it. (On Windows os.kill(pid, 0)
+    would terminate it: there the process is opened and its exit code read instead.)"""
+    if os.name == "nt":
+        import ctypes
+
+        return windows_process_alive(pid, ctypes.windll.kernel32)  # type: ignore[attr-defined]
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+def windows_process_alive(pid: int, kernel32: Any) -> bool:
+    """OpenProcess with the right to query only, then GetExitCodeProcess: STILL_ACTIVE (259)
+    while it runs. Access denied means it exists."""
+    import ctypes
+
+    query, still_active, access_denied = 0x1000, 259, 5  # PROCESS_QUERY_LIMITED_INFORMATION
+    handle = kernel32.OpenProcess(query, False, pid)
+    if not handle:
+        return kernel32.GetLastError() == access_denied
+    try:
+        code = ctypes.c_ulong()
+        return bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(code))) and (
+            code.value == still_active)
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 class RunLock:

@@ -56,8 +56,12 @@ def _coerce_tuple(name: str, value: Any, args: tuple) -> tuple:
     return tuple(coerce(name, v, a) for a, v in zip(args, value, strict=True))
 
 
+WHERE_IT_RAN = ("data_dir", "run_dir")  # a package's settings that only held on its machine
+
+
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Settings from a .toml, .yaml/.yml or .json file (same names as the Config fields)."""
+    """Settings from a .toml, .yaml/.yml or .json file (same names as the Config fields), or
+    the run's settings in a model package's config.json."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -82,4 +86,8 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"config file {p} is not valid {p.suffix[1:].upper()}: {e}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a mapping of settings")
+    package = data.get("cifarlab")
+    if isinstance(package, dict) and isinstance(package.get("settings"), dict):
+        # a model package's config.json: its run's settings, less where that run was kept
+        return {k: v for k, v in package["settings"].items() if k not in WHERE_IT_RAN}
     return data

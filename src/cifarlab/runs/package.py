@@ -1,0 +1,121 @@
+"""The model package: a folder that stands on its own, in the layout of a Hugging Face model
+repository (and of timm's hub models), written by `cifarlab export --format package`:
+
+    model.safetensors   the weights (the run's chosen ones), read without unpickling
+    config.json         timm's fields (architecture, num_classes, label_names, pretrained_cfg)
+                        and under "cifarlab" everything needed to rebuild and use the model:
+                        model name and arguments, classes, normalisation, input size, TTA,
+                        temperature, the run's settings and where the weights come from
+    README.md           the model card (front matter, test figures, recipe, limitations)
+    metrics.json        the run's test result, as the run folder has it
+
+This module owns these names; reading a package gives the same `Checkpoint` a run gives."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cifarlab.errors import CheckpointError, ConfigError
+from cifarlab.files import publish_text, publishing
+from cifarlab.runs.checkpoint import Checkpoint
+from cifarlab.runs.config import Config
+
+FORMAT, VERSION = "cifarlab-package", 1
+WEIGHTS, CONFIG, CARD, METRICS = "model.safetensors", "config.json", "README.md", "metrics.json"
+
+
+def is_package(path: str | os.PathLike) -> bool:
+    """A folder with a package's weights and config.json (a run folder has neither the one
+    nor, in its config.json, the package marker)."""
+    p = Path(path)
+    return p.is_dir() and (p / WEIGHTS).is_file() and (p / CONFIG).is_file()
+
+
+def write_package(path: str | os.PathLike, *, weights: dict[str, torch.Tensor],
+                  config: dict[str, Any], card: str, metrics: dict[str, Any] | None) -> Path:
+    """Write (or overwrite) the package folder, each file whole or not at all. `config` is
+    config.json's content; its "cifarlab" section gets the format marker."""
+    from safetensors.torch import save_file
+
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"{out} is a file; give a folder for the package")
+    if out.is_dir() and any(out.iterdir()) and not is_package(out):
+        raise CheckpointError(f"{out} is a non-empty folder that is not a model package; "
+                              "give a new or empty folder")
+    out.mkdir(parents=True, exist_ok=True)
+    config = {**config, "cifarlab": {"format": FORMAT, "version": VERSION,
+                                     **config["cifarlab"]}}
+    # safetensors refuses tensors that share memory or are not contiguous: store copies
+    plain = {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}
+    with publishing(out / WEIGHTS, CheckpointError) as tmp:
+        save_file(plain, str(tmp), metadata={"format": "pt", "producer": FORMAT})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # readable as the other files are, to share
+    publish_text(out / CONFIG, json.dumps(config, indent=2) + "\n")
+    publish_text(out / CARD, card)
+    if metrics is not None:
+        publish_text(out / METRICS, json.dumps(metrics, indent=2) + "\n")
+    return out
+
+
+def package_config(path: str | os.PathLike) -> dict[str, Any]:
+    """config.json's cifarlab section, checked."""
+    p = Path(path) / CONFIG
+    try:
+        values = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{p} is damaged ({type(e).__name__}: {e})") from None
+    own = values.get("cifarlab") if isinstance(values, dict) else None
+    if not isinstance(own, dict) or own.get("format") != FORMAT:
+        raise CheckpointError(f"{p} is not a cifarlab model package's (no '{FORMAT}' marker)")
+    if own.get("version", 0) > VERSION:
+        raise CheckpointError(f"{p} was written by a newer cifarlab (package version "
+                              f"{own['version']}); upgrade cifarlab to read it")
+    classes = own.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise CheckpointError(f"{p} has no class list")
+    return own
+
+
+def read_package(path: str | os.PathLike) -> Checkpoint:
+    """The package as a `Checkpoint` (weights, settings, classes, temperature)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    own = package_config(p)
+    try:
+        config = Config.from_dict(own.get("settings") or {})
+    except ConfigError as e:
+        raise CheckpointError(f"{p / CONFIG}: its settings cannot be used here: {e}") from None
+    try:
+        weights = load_file(str(p / WEIGHTS))
+    except (SafetensorError, OSError, ValueError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise CheckpointError(f"{p / WEIGHTS} is not a readable safetensors file ({first}); "
+                              "it may be truncated: export the package again") from None
+    temperature = own.get("temperature")
+    if temperature is not None and not (isinstance(temperature, (int, float))
+                                        and temperature > 0):
+        raise CheckpointError(f"{p / CONFIG}: temperature must be a positive number")
+    return Checkpoint(p / WEIGHTS, config, list(own["classes"]), weights, own.get("epoch"),
+                      own.get("val_acc"), temperature=temperature)
+
+
+def package_metrics(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The run's test result carried in the package (None: none)."""
+    p = Path(path) / METRICS
+    if not p.is_file():
+        return None
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{p} is damaged ({type(e).__name__}: {e})") from None
+    return data if isinstance(data, dict) else None
