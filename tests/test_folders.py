@@ -191,3 +191,72 @@ def test_torchrun_and_tune_work_on_a_folder(image_folder, tmp_path, capsys):
     summary = json.loads((tmp_path / "runs" / "s" / "tune.json").read_text())
     assert summary["test"].startswith("none: the image folder has no test/")
     assert "test_top1" not in summary
+
+
+def test_evaluate_refuses_data_with_other_classes(image_folder, tmp_path, capsys):
+    """Scoring positions of another class list against the model's names would falsify the
+    result (one class removed: 55% reported for 50%)."""
+    run = tmp_path / "run"
+    folder_run(image_folder, run)
+    other = tmp_path / "other"
+    shutil.copytree(image_folder, other)
+    for split in ("train", "test"):
+        shutil.rmtree(other / split / CLASSES[-1])
+    assert main(["evaluate", str(run), "--data-dir", str(other)]) == 2
+    assert f"other classes than the model's (missing: {CLASSES[-1]})" in capsys.readouterr().err
+    write_images(other / "train", 3, np.random.default_rng(2))  # back, and one more class
+    for split in ("train", "test"):
+        (other / split / "zucchini").mkdir()
+        shutil.copy(next((image_folder / "test" / CLASSES[0]).iterdir()),
+                    other / split / "zucchini" / "a.png")
+    assert main(["evaluate", str(run), "--data-dir", str(other)]) == 2
+    assert "not the run's: zucchini" in capsys.readouterr().err
+
+
+def test_a_run_records_its_split_and_refuses_changed_data(image_folder, tmp_path, capsys):
+    """Without test/, the validation split stands in for it: drawn again from a train/ that
+    gained images it would hold images the run trained on. The run's data.json says what it
+    used; evaluate, report and resume refuse other data in one line."""
+    shutil.rmtree(image_folder / "test")
+    run = tmp_path / "run"
+    folder_run(image_folder, run)
+    record = json.loads((run / "data.json").read_text())
+    assert record["classes"] == CLASSES and record["val"]["images"] == 9
+    assert main(["evaluate", str(run)]) == 0  # unchanged: fine
+    capsys.readouterr()
+    rng = np.random.default_rng(3)
+    for name in CLASSES:  # 10 more images per class, written beside the others
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
+                image_folder / "train" / name / f"new{i}.png")
+    for command in (["evaluate", str(run)], ["report", str(run)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "not the images" in err and "recorded for its val split (val: 9 images then, " \
+            "12 now)" in err and "--other-data" in err
+    assert main(["evaluate", str(run), "--other-data"]) == 0
+    capsys.readouterr()
+    (run / "metrics.json").unlink()  # as if stopped after its last epoch
+    assert main(["train", "--resume", str(run)]) == 2
+    assert "cannot resume on other data than it started with (train: 81 images then, 108 " \
+        "now; val: 9 images then, 12 now)" in capsys.readouterr().err
+
+
+def test_a_cache_file_of_the_right_format_and_wrong_content_is_rebuilt(image_folder, tmp_path,
+                                                                       capsys):
+    first = load_data("folder", image_folder)
+    capsys.readouterr()
+    (cached,) = (tmp_path / "cache" / "folders").glob("*.pt")
+    torch.save({"classes": CLASSES, "splits": {}}, cached)  # readable, no "errors", no splits
+    again = load_data("folder", image_folder)
+    err = capsys.readouterr().err
+    assert "ignoring the damaged image cache" in err and "decoded in" in err
+    assert torch.equal(first.train_images, again.train_images)
+
+
+def test_a_killed_writers_temporary_files_are_cleared(image_folder, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt.4242.tmp").write_bytes(b"half a checkpoint")  # a SIGKILL mid-write
+    folder_run(image_folder, run)
+    assert not list(run.glob("*.tmp"))

@@ -3,7 +3,6 @@ a NaN stop that keeps the last good checkpoint, a full disk, and refused checkpo
 
 import errno
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -111,12 +110,21 @@ def test_resume_in_process_with_ema_mixup_and_a_mid_epoch_stop(fake_data, tmp_pa
     assert rows(tmp_path / "run") == rows(tmp_path / "ref")
 
 
+def hold_lock(path):
+    """A process that takes the run lock at `path` and keeps it until killed."""
+    code = ("import sys, time; from pathlib import Path; from cifarlab.runs.lock import RunLock; "
+            "RunLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(60)")
+    owner = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE,
+                             text=True)
+    assert owner.stdout.readline().strip() == "held"
+    return owner
+
+
 def test_a_folder_in_use_is_refused_and_a_stale_lock_taken_over(fake_data, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    owner = subprocess.Popen(["sleep", "60"])
+    owner = hold_lock(run / "lock")
     try:
-        (run / "lock").write_text(f"{owner.pid} {os.uname().nodename}\n")
         with pytest.raises(CifarlabError, match=f"in use by process {owner.pid}"):
             train(data_dir=str(fake_data), run_dir=str(run), quiet=True, **TINY)
         assert not (run / "config.json").exists()  # refused before writing anything
@@ -143,6 +151,15 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(fake_data, tmp_pat
     assert last.epoch == 1
     assert all(torch.isfinite(v).all() for v in last.state_dict.values()
                if v.is_floating_point())
+
+
+def test_nan_in_the_first_epoch_names_no_checkpoint_that_does_not_exist(fake_data, tmp_path):
+    t = tiny_trainer(fake_data, epochs=2)
+    t.nets.model.register_forward_hook(lambda mod, inp, out: out * float("nan"))
+    with pytest.raises(TrainingError, match="epoch 1; no epoch had finished, so nothing was "
+                                            "kept"):
+        fit_in(t, tmp_path / "run")
+    assert not (tmp_path / "run" / "last.pt").exists()
 
 
 def test_a_full_disk_is_a_clear_error_and_the_previous_checkpoint_stays(fake_data, tmp_path,
@@ -193,6 +210,14 @@ def test_resume_misuse_is_refused(fake_data, tmp_path, capsys):
     ({}, dict(classes=[f"c{i}" for i in range(100)]),
      "do not fit model 'fastnet' with 100 classes"),
     ({}, dict(format="something-else"), "not a cifarlab checkpoint"),
+    ({}, dict(config=None), "not a usable cifarlab checkpoint: it has no settings"),
+    ({}, dict(version="3"), "its version is not a number"),
+    ({}, dict(classes="cat"), "it has no list of class names"),
+    ({}, dict(classes=[]), "it has no list of class names"),
+    ({}, dict(classes=["a", "b", "c"]), "do not fit model 'fastnet' with 3 classes"),
+    ({}, dict(state_dict={"w": "not a tensor"}), "weights are not a mapping of names"),
+    ({}, dict(epoch="two"), "its epoch is of the wrong type"),
+    (dict(mean=[0.5, 0.5]), {}, "mean needs 3 values"),
 ])
 def test_checkpoints_that_do_not_fit_are_refused(trained_run, tmp_path, settings, header,
                                                  message):
@@ -241,3 +266,32 @@ def test_a_run_folder_of_the_previous_format_still_resumes(fake_data, tmp_path):
     saved = read_checkpoint(last).config
     assert saved.warmup == pytest.approx(1 / 3) and saved.whiten_bias_share == 1.0
     assert saved.model_args["bn_eps"] == 1e-5
+
+
+def test_a_dead_or_empty_lock_is_taken_over_and_only_one_racer_wins(tmp_path):
+    """A lock whose process is gone, or an empty one (a full disk at start), is free; of many
+    processes taking over the same dead lock at once, exactly one gets it."""
+    from cifarlab.runs.lock import RunLock
+
+    lock = tmp_path / "lock"
+    lock.write_text("")  # what a full disk at start left
+    RunLock(lock).acquire().release()
+    killed = hold_lock(lock)
+    killed.kill()
+    killed.wait()
+    assert lock.exists() and RunLock(lock).live_owner() is None  # SIGKILL frees the folder
+    code = ("import sys, time; from pathlib import Path; from cifarlab.runs.lock import RunLock\n"
+            "from cifarlab.errors import CifarlabError\n"
+            "print('ready', flush=True)\n"
+            "while not Path(sys.argv[2]).exists(): time.sleep(0.0005)\n"
+            "try:\n    RunLock(Path(sys.argv[1])).acquire(); print('won', flush=True)\n"
+            "except CifarlabError:\n    print('lost', flush=True)\n"
+            "time.sleep(2)")
+    for round in range(3):
+        go = tmp_path / f"go{round}"
+        racers = [subprocess.Popen([sys.executable, "-c", code, str(lock), str(go)],
+                                   stdout=subprocess.PIPE, text=True) for _ in range(6)]
+        assert all(r.stdout.readline().strip() == "ready" for r in racers)
+        go.touch()  # all at once, at a lock whose process is gone
+        said = [r.communicate(timeout=60)[0].strip() for r in racers]
+        assert sorted(said) == ["lost"] * 5 + ["won"], said

@@ -1,7 +1,6 @@
 """`cifarlab runs`: one row per run folder, the state each run ended in, studies, damage."""
 
 import json
-import os
 import shutil
 
 import pytest
@@ -10,6 +9,7 @@ from cifarlab.cli import main
 from cifarlab.errors import CifarlabError, TrainingInterrupted
 from cifarlab.reporting.run_list import list_runs
 from cifarlab.runs import RunFolder
+from cifarlab.runs.lock import RunLock
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def runs(trained_run, tmp_path):
     root = tmp_path / "runs"
     for name in ("done", "live", "broken", "old"):
         shutil.copytree(trained_run, root / name)
-    (root / "live" / "lock").write_text(f"{os.getpid()} {os.uname().nodename}\n")
+    held = RunLock(root / "live" / "lock").acquire()  # this process writes it
     (root / "broken" / "config.json").write_text("{ not json")
     for f in ("metrics.json", "state.json"):
         (root / "old" / f).unlink(missing_ok=True)
@@ -32,7 +32,8 @@ def runs(trained_run, tmp_path):
     (study / "tune.json").write_text(json.dumps({"test_top1": 71.25}))
     (root / "notes").mkdir()
     (root / "notes" / "todo.txt").write_text("not a run")
-    return root
+    yield root
+    held.release()
 
 
 def test_each_run_is_a_row_with_its_state(runs, trained_run):

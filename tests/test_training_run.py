@@ -3,6 +3,7 @@ settings it resolves once, the one test at the end, and what it promises about r
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +12,12 @@ import pytest
 import torch
 
 from cifarlab import evaluate, load_model, resume, train
+from cifarlab.cli import main
 from cifarlab.data import load_cifar
 from cifarlab.errors import CifarlabError
 from cifarlab.models import predict_logits
 from cifarlab.runs import Config, RunFolder
-from conftest import fit_in, rows, tiny_config, tiny_trainer
+from conftest import fit_in, rows, tiny_args, tiny_config, tiny_trainer
 
 
 def test_run_folder_holds_everything(fake_data, tmp_path):
@@ -189,3 +191,36 @@ def test_training_hands_the_kept_memory_back_before_the_test(fake_data, tmp_path
                         lambda: calls.append(1))
     fit_in(tiny_trainer(fake_data, epochs=1), tmp_path / "run")
     assert calls == [1]
+
+
+def test_a_users_folder_is_never_overwritten(fake_data, tmp_path, capsys):
+    """--run-dir at a folder that is not a run: refused, nothing of it changed."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "config.json").write_text('{"my": 1}')
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    for folder in (proj, mine):
+        assert main(["train", *tiny_args(fake_data, folder)]) == 2
+        assert "is a folder that is not a cifarlab run" in capsys.readouterr().err
+    assert (proj / "config.json").read_text() == '{"my": 1}'
+    assert sorted(p.name for p in proj.iterdir()) == ["config.json"]
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+
+def test_a_run_that_died_in_its_first_epoch_can_start_again(fake_data, tmp_path, capsys):
+    """Killed (or NaN) before its first epoch ended: nothing to resume, and its folder takes
+    a new run instead of being a dead end."""
+    run = tmp_path / "run"
+    train(tiny_config(fake_data, run), quiet=True)
+    for name in ("best.pt", "last.pt", "metrics.json", "report.html"):
+        (run / name).unlink(missing_ok=True)
+    (run / "metrics.csv").write_text("epoch,train_loss\n")  # header only: no epoch ended
+    (run / "lock").write_text("999999 " + os.uname().nodename + "\n")  # its process is gone
+    (run / "last.pt.12345.tmp").write_bytes(b"half")
+    assert main(["train", "--resume", str(run)]) == 2
+    assert f"start it again with: cifarlab train ... --run-dir {run}" in capsys.readouterr().err
+    m = train(tiny_config(fake_data, run), quiet=True)
+    assert m["epochs"] == 2 and not list(run.glob("*.tmp"))
+    assert len(rows(run)) == 2  # the new run's rows only

@@ -13,7 +13,7 @@ import pytest
 
 from cifarlab.cli import main
 from cifarlab.errors import ConfigError
-from cifarlab.jobs.tune import DEFAULT_SPACE, read_space
+from cifarlab.jobs.tune import default_space, read_space
 from conftest import TINY
 
 optuna = pytest.importorskip("optuna")
@@ -117,8 +117,24 @@ def test_a_crashed_workers_trial_is_marked_failed_and_the_study_goes_on(setup, t
     assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
 
 
+def test_the_default_search_space_follows_the_preset():
+    """A fixed range (lr 0.2-2) made every trial of the tutorial CNN diverge."""
+    from cifarlab import make_config
+
+    for preset in ("tutorial", "fast", "94"):
+        base = make_config(preset)
+        space = default_space(base)
+        assert space["lr"]["low"] < base.lr < space["lr"]["high"]
+        assert space["lr"]["high"] / space["lr"]["low"] == pytest.approx(9)
+        assert base.batch_size in space["batch_size"]["choices"]
+        assert space["epochs"]["low"] <= base.epochs <= space["epochs"]["high"]
+        assert space["epochs"]["low"] >= base.low_res_epochs
+    assert "muon_lr" in default_space(make_config("fast"))
+    assert default_space(make_config("tutorial"))["lr"]["high"] < 0.2
+
+
 def test_search_space_files_and_mistakes(tmp_path):
-    assert read_space(None) == DEFAULT_SPACE
+    assert read_space(None) is None  # the preset's own space, made when its recipe is known
     f = tmp_path / "space.yaml"
     f.write_text("lr: {low: 0.1, high: 1, log: true}\n")
     assert read_space(f) == {"lr": {"low": 0.1, "high": 1, "log": True}}

@@ -40,14 +40,14 @@ def publishing(path: str | os.PathLike, error: type[CifarlabError] = CifarlabErr
 
 def publish_text(path: str | os.PathLike, text: str) -> None:
     """Write a whole text file atomically."""
-    with publishing(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    with publishing(path) as tmp:  # names that are not UTF-8 (surrogates) written escaped
+        tmp.write_text(text, encoding="utf-8", errors="backslashreplace")
 
 
 def append_text(path: str | os.PathLike, text: str) -> None:
     """Append to a log-like file; a full disk or an unwritable folder is one clear error."""
     try:
-        with open(path, "a", encoding="utf-8", newline="") as f:
+        with open(path, "a", encoding="utf-8", errors="backslashreplace", newline="") as f:
             f.write(text)
     except OSError as e:
         raise CifarlabError(f"cannot write {path}: {_reason(e)}; free some space or fix the "

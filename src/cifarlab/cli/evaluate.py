@@ -24,6 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "that gets the test-time views (default: the run's setting)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--other-data", action="store_true",
+                   help="score it on images other than those the run recorded for the split "
+                        "(an edited image folder, another copy of the test set)")
     p.add_argument("--calibrate", action="store_true",
                    help="fit a temperature on the validation split (never the test set), save "
                         "it with the run for predict, export and the demo, and show the test "
@@ -32,12 +35,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    if args.batch_size is not None and args.batch_size < 1:
+        raise CifarlabError("--batch-size must be at least 1")
     if args.tta_share is not None and not 0 <= args.tta_share <= 1:
         raise CifarlabError("--tta-share must be in [0, 1] (1 = every image gets all views)")
     if args.calibrate:
         return handle_calibrate(args)
     m = evaluate(args.checkpoint, args.data_dir, split=args.split, batch_size=args.batch_size,
-                 device=args.device, tta=args.tta, tta_share=args.tta_share)
+                 device=args.device, tta=args.tta, tta_share=args.tta_share,
+                 other_data=args.other_data)
     if args.split == "test" and m["split"] != "test":
         print("no test set (the image folder has no test/): the validation split instead",
               file=sys.stderr)

@@ -11,8 +11,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Evaluate a run's chosen weights on the test set again and write "
                     "curves.png, confusion.png, per_class.png, predictions.png, mistakes.png "
                     "and a self-contained report.html into the run folder.")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("run_dir", metavar="RUN_OR_PACKAGE")
     p.add_argument("--data-dir", help="dataset folder (default: the one used in training)")
+    p.add_argument("--other-data", action="store_true",
+                   help="score it on test images other than those the run recorded")
     p.add_argument("--device", default="auto")
     p.set_defaults(handler=handle)
 
@@ -20,6 +22,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     from cifarlab.reporting.report import report_run  # matplotlib: only when drawing
 
-    path = report_run(args.run_dir, args.data_dir, args.device)
+    path = report_run(args.run_dir, args.data_dir, args.device, args.other_data)
     print(f"wrote {path} and its pictures")
     return 0

@@ -103,15 +103,30 @@ def decode(entries: list[tuple[Path, int]], size: int, split: str
     return stacked, torch.tensor(labels, dtype=torch.int64), errors
 
 
-def _read_cache(path: Path) -> dict | None:
+def _read_cache(path: Path, classes: list[str], splits: list[str]) -> dict | None:
+    """The cached decoding, if it is whole and of this folder's classes and splits; else None
+    (decoded again): a damaged or foreign cache file is rebuilt, never fatal."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        cached = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         return None
-    except Exception as e:  # noqa: BLE001 - a damaged cache file is rebuilt, never fatal
-        print(f"cifarlab: ignoring the damaged image cache {path} ({type(e).__name__})",
-              file=sys.stderr)
-        return None
+    except Exception as e:  # noqa: BLE001 - unreadable: rebuilt
+        cached, why = None, type(e).__name__
+    else:
+        why = "not this folder's decoding"
+        try:
+            ok = (cached["classes"] == classes and sorted(cached["splits"]) == sorted(splits)
+                  and isinstance(cached["errors"], list) and all(
+                      isinstance(v["images"], torch.Tensor) and v["images"].dtype == torch.uint8
+                      and len(v["images"]) == len(v["labels"])
+                      for v in cached["splits"].values()))
+        except (KeyError, TypeError, AttributeError):
+            ok = False
+        if ok:
+            return cached
+    print(f"cifarlab: ignoring the damaged image cache {path} ({why}); decoding again",
+          file=sys.stderr)
+    return None
 
 
 def _write_cache(path: Path, decoded: dict) -> None:
@@ -135,7 +150,7 @@ def read_folder(root: str | os.PathLike, size: int) -> tuple[list[str], dict]:
     t0 = time.perf_counter()
     classes, files = scan(root)
     path = cache_dir() / "folders" / f"{cache_key(root, files, size)}.pt"
-    decoded = _read_cache(path)
+    decoded = _read_cache(path, classes, list(files))
     how = "from the cache"
     if decoded is None:
         decoded = {"classes": classes, "splits": {}, "errors": []}

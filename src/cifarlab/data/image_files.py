@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+MAX_PIXELS = 64_000_000  # decoded whole (not JPEG): 64 MP is ~200 MB of RGB
+
 
 def image_extensions() -> set[str]:
     """Every extension Pillow can open (.png, .jpg, .jpeg, .webp, .bmp, .gif, .tif, ...)."""
@@ -32,6 +34,9 @@ def load_image(path: str | os.PathLike, size: int = 32) -> np.ndarray:
         raise ValueError("empty file")
     try:
         with Image.open(p) as img:
+            if img.format != "JPEG" and img.width * img.height > MAX_PIXELS:  # JPEG: draft
+                raise ValueError(f"refused: {img.width}x{img.height} pixels is more than "
+                                 f"{MAX_PIXELS // 10**6} million (a decompression bomb?)")
             img.seek(0)
             img.draft("RGB", (4 * size, 4 * size))  # JPEG: decode big photos at 1/2..1/8 scale
             img.load()
@@ -41,8 +46,12 @@ def load_image(path: str | os.PathLike, size: int = 32) -> np.ndarray:
         raise ValueError("not an image Pillow can read") from None
     except Image.DecompressionBombError as e:
         raise ValueError(f"refused: {e}") from None
-    except (OSError, SyntaxError, EOFError) as e:  # truncated or corrupt data
-        raise ValueError(f"cannot decode image ({e})") from None
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 - truncated, corrupt, or a codec Pillow lacks
+        # (OSError, SyntaxError, EOFError, NotImplementedError for DDS's unknown flags, ...)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"cannot decode image ({first})") from None
     w, h = rgb.size
     side = min(w, h)
     left, top = (w - side) // 2, (h - side) // 2

@@ -52,6 +52,9 @@ def export_model(checkpoint: str | os.PathLike, fmt: str = "onnx",
     wrapper = load_model(checkpoint, "cpu", tta=tta, tta_share=1.0)
     cfg = wrapper.config
     out = Path(out) if out else default_output(checkpoint, fmt)
+    if (out.suffix == ".onnx") != (fmt == "onnx"):
+        raise CifarlabError(f"{out} does not fit --format {fmt}: name an ONNX file *.onnx and "
+                            "a TorchScript one otherwise (*.pt), or change --format")
     size = wrapper.image_size
     meta = {"classes": wrapper.classes, "input": input_spec(size), "image_size": size,
             "output": "logits (N, classes); softmax gives probabilities",

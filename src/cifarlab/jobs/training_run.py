@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from cifarlab.data import DataSplits, load_data
+from cifarlab.data.splits import changed_splits
 from cifarlab.errors import CheckpointError, CifarlabError, TrainingInterrupted
 from cifarlab.metrics import compute_metrics, split_metrics
 from cifarlab.models import predict_logits
@@ -83,7 +84,7 @@ def run_training(cfg: Config, *, resume_dir: Path | None = None,
                 data = load_data(cfg.dataset, cfg.data_folder(), download=cfg.download,
                                  val_size=cfg.val_size, split_seed=cfg.split_seed,
                                  image_size=cfg.image_size)
-            check_evaluable(data)
+            record_or_check_data(folder, data, resumed=saved is not None)
             cfg = cfg.resolved(cfg.data_folder(), data.stats)  # from here on, unchanged
             if saved is None:
                 folder.write_config(cfg)
@@ -112,6 +113,23 @@ def run_training(cfg: Config, *, resume_dir: Path | None = None,
             return dist.broadcast(metrics)
     finally:
         dist.close(together)
+
+
+def record_or_check_data(folder: RunFolder, data: DataSplits, resumed: bool) -> None:
+    """Data the run can be evaluated on (`check_evaluable`); a new run records what it trains
+    on (data.json); a resumed one must find the same training and validation images, or its
+    saved data order no longer fits them."""
+    check_evaluable(data)
+    now = data.fingerprint()
+    if not resumed:
+        folder.write_data_record(now)
+        return
+    recorded = folder.data_record()
+    changed = recorded and changed_splits(recorded, now, ("train", "val"))
+    if changed:
+        raise CifarlabError(f"{folder.path} cannot resume on other data than it started with "
+                            f"({changed}); put the data folder back as it was, or start a "
+                            "new run")
 
 
 def check_evaluable(data: DataSplits) -> None:

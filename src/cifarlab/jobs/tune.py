@@ -27,25 +27,38 @@ from cifarlab.runs.values import read_config_file
 RUNS_DIR = "runs/tune"  # trials go in RUNS_DIR/STUDY/trial-NNNN
 HEARTBEAT = 60  # seconds between a running trial's heartbeats
 
-# The default search space around the fast presets' recipe; `--space FILE` replaces it.
-DEFAULT_SPACE: dict[str, dict[str, Any]] = {
-    "lr": {"low": 0.2, "high": 2.0, "log": True},
-    "weight_decay": {"low": 3e-4, "high": 5e-3, "log": True},
-    "label_smoothing": {"low": 0.0, "high": 0.3},
-    "batch_size": {"choices": [256, 512, 1024]},
-    "epochs": {"low": 2, "high": 5},
-}
+def default_space(base: Config) -> dict[str, dict[str, Any]]:
+    """The search space around the recipe being tuned (`--space FILE` replaces it): its own
+    learning rates and weight decay times 1/3 to 3 (log scale), label smoothing up to twice
+    its own, half to twice its batch, and its epochs give or take a half. A fixed range would
+    be wrong for most presets (the tutorial CNN, without BatchNorm, diverges at fastnet's lr)."""
+    def around(value: float, factor: float = 3.0) -> dict[str, Any]:
+        return {"low": value / factor, "high": value * factor, "log": True}
+
+    space = {"lr": around(base.lr)}
+    if base.optimizer == "muon":
+        space["muon_lr"] = around(base.muon_lr, 2.0)
+    if base.weight_decay > 0:
+        space["weight_decay"] = around(base.weight_decay)
+    space["label_smoothing"] = {"low": 0.0, "high": min(0.4, max(0.2, 2 * base.label_smoothing))}
+    space["batch_size"] = {"choices": sorted({max(16, base.batch_size // 2), base.batch_size,
+                                              base.batch_size * 2})}
+    half = max(1, base.epochs // 2)
+    space["epochs"] = {"low": max(max(1, base.low_res_epochs), base.epochs - half),
+                       "high": base.epochs + half}
+    return space
 
 
 def read_space(path: str | os.PathLike | None,
-               config_file: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
+               config_file: str | os.PathLike | None = None
+               ) -> dict[str, dict[str, Any]] | None:
     """The search space: FILE's `tune` table (or the whole FILE), else the `tune` table of the
-    training config file, else DEFAULT_SPACE. It maps Config field names to
-    {low, high[, log][, step]} or {choices: [...]}."""
+    training config file, else None (`default_space` of the recipe). It maps Config field
+    names to {low, high[, log][, step]} or {choices: [...]}."""
     if path is None:
         path = config_file
         if path is None or "tune" not in read_config_file(path):
-            return DEFAULT_SPACE
+            return None
     raw = read_config_file(path)
     space = raw.get("tune", raw)
     fields = field_types()
@@ -84,7 +97,8 @@ def open_study(storage: str, study: str, seed: int | None = None,
         import optuna
     except ImportError:
         raise CifarlabError("cifarlab tune needs Optuna: pip install 'cifarlab[tune]'") from None
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Errors only: a failed trial is our one line (_log_pruned), not Optuna's traceback.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
     # Workers started together race to create the tables of a new database; the losers of
     # that race find them created when they try again.
@@ -118,8 +132,8 @@ def tune(*, trials: int, preset: str | None = None, config_file: str | os.PathLi
     log = log or _say
     import optuna
 
-    space = read_space(None, config_file) if space is None else space
     base = make_config(preset, config_file, **({"data_dir": data_dir} if data_dir else {}))
+    space = (read_space(None, config_file) if space is None else space) or default_space(base)
     if base.val_size == 0:
         raise ConfigError("tuning chooses on the validation split: set --val-size above 0 in "
                           "the preset or config file (the test set must not guide the search)")
@@ -146,7 +160,7 @@ def tune(*, trials: int, preset: str | None = None, config_file: str | os.PathLi
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        result = run_training(cfg, data=data, quiet=True, test=False, on_epoch_end=report)
+        result = _trial_run(trial, cfg, data, report)
         log(f"trial {trial.number}: validation {result['best_val_acc']:.2f}% "
             f"(epoch {result['best_epoch']})  {_fmt(params)}")
         return result["best_val_acc"]
@@ -155,6 +169,15 @@ def tune(*, trials: int, preset: str | None = None, config_file: str | os.PathLi
     study.optimize(objective, n_trials=trials, timeout=timeout, catch=(TrainingError,),
                    callbacks=[_log_pruned(log)])
     return summarize(study, storage, folder, log)
+
+
+def _trial_run(trial: Any, cfg: Config, data: Any, report: Callable) -> dict[str, Any]:
+    """One trial's training; a TrainingError (a NaN) is kept as the trial's one line."""
+    try:
+        return run_training(cfg, data=data, quiet=True, test=False, on_epoch_end=report)
+    except TrainingError as e:  # one line in the log, and the study goes on
+        trial.set_user_attr("failed", str(e).splitlines()[0])
+        raise
 
 
 def summarize(study: Any, storage: str, folder: StudyFolder,
@@ -206,5 +229,6 @@ def _log_pruned(log: Callable[[str], None]) -> Callable[[Any, Any], None]:
             log(f"trial {trial.number}: pruned after epoch {trial.last_step} "
                 f"(validation {trial.intermediate_values.get(trial.last_step, 0):.2f}%)")
         elif trial.state.name == "FAIL":
-            log(f"trial {trial.number}: failed")
+            reason = trial.user_attrs.get("failed", "see its train.log")
+            log(f"trial {trial.number}: failed ({reason})  {_fmt(trial.params)}")
     return callback

@@ -86,8 +86,12 @@ def create_external(name: str, num_classes: int, pretrained: bool = False,
         if source == "timm":
             return _create_timm(arch, num_classes, pretrained, kwargs)
         return _create_torchvision(arch, num_classes, pretrained, kwargs)
-    except TypeError as e:  # model_args this builder does not take
-        raise ModelError(f"model {name!r} does not accept these arguments: {e}") from None
+    except ModelError:
+        raise
+    except (TypeError, ValueError, RuntimeError) as e:  # model_args it does not take, or values
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ModelError(f"model {name!r} cannot be built with model_args {kwargs}: {first}"
+                         ) from None
 
 
 def _create_torchvision(arch: str, num_classes: int, pretrained: bool,

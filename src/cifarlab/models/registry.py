@@ -67,8 +67,10 @@ def create_model(name: str, num_classes: int = 10, pretrained: bool = False,
                              f"or timm:NAME model, or --weights PATH")
         try:
             model = _MODELS[name](num_classes=num_classes, **kwargs)
-        except TypeError as e:  # bad model_args
-            raise ModelError(f"model {name!r} does not accept these arguments: {e}") from None
+        except (TypeError, ValueError, RuntimeError) as e:  # bad model_args, or bad values
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ModelError(f"model {name!r} cannot be built with model_args {kwargs}: "
+                             f"{first}") from None
     if weights:
         from cifarlab.models.weights_file import load_weights_file
 

@@ -24,6 +24,8 @@ def read_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     p = Path(path)
     if not p.is_file():
         raise ModelError(f"weights file {p} not found")
+    from safetensors import SafetensorError
+
     try:
         if p.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -31,7 +33,9 @@ def read_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             state = load_file(str(p))
         else:
             state = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError) as e:
+    # a text file read as a pickle fails in several ways (KeyError: 101, ...)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError, KeyError,
+            IndexError, TypeError, AttributeError, SafetensorError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ModelError(f"weights file {p} is not a plain state dict of tensors (it was read "
                          f"without running any code in it): {first}") from None

@@ -22,8 +22,9 @@ from cifarlab.metrics import compute_metrics
 from cifarlab.reporting import plots
 from cifarlab.reporting.html import PAGE_STYLE, embed_png, html_table
 from cifarlab.reporting.tables import shown_classes
-from cifarlab.runs import RunFolder
+from cifarlab.runs import Config, RunFolder
 from cifarlab.runs.logs import format_duration
+from cifarlab.runs.package import is_package, package_metrics, package_settings
 
 PICTURES = {
     "curves.png": "Training curves",
@@ -55,8 +56,12 @@ def confused_pairs(confusion: list[list[int]], classes: list[str], top: int = 10
 def write_report(run_dir: str | os.PathLike, images: torch.Tensor, labels: torch.Tensor,
                  logits: torch.Tensor, classes: list[str], split: str = "test") -> Path:
     """Draw the pictures from test-set logits (`split="val"`: an image folder without a test
-    set) and write report.html; returns its path."""
+    set) into a run folder or model package, and write report.html; returns its path."""
     folder = RunFolder(run_dir)
+    if is_package(folder.path):
+        config, saved = package_settings(folder.path), package_metrics(folder.path) or {}
+    else:
+        config, saved = folder.settings(), folder.metrics() or {}
     images_np = images.cpu().numpy()
     labels_np = labels.cpu().numpy()
     probs = torch.softmax(logits.float().cpu(), 1).numpy()
@@ -65,7 +70,8 @@ def write_report(run_dir: str | os.PathLike, images: torch.Tensor, labels: torch
     rows = folder.rows()
     with matplotlib.rc_context({"font.size": 11}):
         written = _draw(folder.path, rows, metrics, images_np, labels_np, probs, classes)
-    publish_text(folder.report_page, render_html(folder, metrics, rows, written))
+    publish_text(folder.report_page, render_html(folder.path.name, config, saved, metrics, rows,
+                                                 written))
     return folder.report_page
 
 
@@ -86,12 +92,14 @@ def _draw(run_dir: Path, rows: list[dict], metrics: dict[str, Any], images: np.n
 
 
 def report_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None,
-               device: str = "auto") -> Path:
-    """Re-evaluate a run's chosen checkpoint on the test set and write its report."""
+               device: str = "auto", other_data: bool = False) -> Path:
+    """Re-evaluate a run's (or package's) chosen weights on the test set; write its report."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise CifarlabError(f"{run_dir} is not a folder; give a run folder made by cifarlab train")
-    p = predict_split(run_dir, data_dir=data_dir, split="test", device=device)
+        raise CifarlabError(f"{run_dir} is not a folder; give a run folder made by cifarlab train"
+                            " or a model package")
+    p = predict_split(run_dir, data_dir=data_dir, split="test", device=device,
+                      other_data=other_data)
     return write_report(run_dir, p["images"], p["labels"], p["logits"], p["classes"], p["split"])
 
 
@@ -139,11 +147,10 @@ def _pairs_table(metrics: dict[str, Any]) -> str:
             f"<th>share of the true class</th></tr>{body}</table>")
 
 
-def render_html(folder: RunFolder, metrics: dict[str, Any], rows: list[dict],
-                pictures: dict[str, Path]) -> str:
-    saved = folder.metrics() or {}  # the training run's own figures, when it finished
-    config = folder.settings()
-    title = f"cifarlab report: {folder.path.name}"
+def render_html(name: str, config: Config, saved: dict[str, Any], metrics: dict[str, Any],
+                rows: list[dict], pictures: dict[str, Path]) -> str:
+    """The page; `saved` is the training run's own metrics.json, when it finished."""
+    title = f"cifarlab report: {name}"
     split = "test" if metrics.get("split", "test") == "test" else "validation"
     captions = {name: PICTURES[name].replace("test", split) for name in pictures}
     figures = "".join(f"<figure><figcaption>{captions[name]}</figcaption>"

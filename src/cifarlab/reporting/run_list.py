@@ -85,7 +85,8 @@ def sort_rows(rows: list[dict[str, Any]], column: str) -> list[dict[str, Any]]:
     numeric = column in ("best_val", "test_top1", "train_time")
     filled = [r for r in rows if r.get(column) is not None]
     empty = [r for r in rows if r.get(column) is None]
-    return sorted(filled, key=lambda r: r[column], reverse=numeric) + empty
+    key = (lambda r: r[column]) if numeric else (lambda r: str(r[column]))  # mixed types
+    return sorted(filled, key=key, reverse=numeric) + empty
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -65,6 +65,29 @@ def write_checkpoint(path: Path, *, config: Config, classes: Sequence[str],
         torch.save(state, tmp)
 
 
+def check_fields(path: Path, state: dict[str, Any]) -> None:
+    """The fields every reader relies on, of the types it expects: one clear error for a
+    crafted or damaged file instead of a traceback later."""
+    problems = []
+    if not isinstance(state.get("version", 0), int):
+        problems.append("its version is not a number")
+    if not isinstance(state.get("config"), dict):
+        problems.append("it has no settings")
+    classes = state.get("classes")
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        problems.append("it has no list of class names")
+    weights = state.get("state_dict")
+    if not (isinstance(weights, dict) and weights and all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in weights.items())):
+        problems.append("its weights are not a mapping of names to tensors")
+    for key, kind in (("epoch", int), ("val_acc", (int, float)), ("resume", dict)):
+        if state.get(key) is not None and not isinstance(state[key], kind):
+            problems.append(f"its {key} is of the wrong type")
+    if problems:
+        raise CheckpointError(f"{path} is not a usable cifarlab checkpoint: "
+                              f"{'; '.join(problems)}")
+
+
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint file safely (tensors and plain data only, no code), check its format
     and bring older versions to today's terms."""
@@ -78,6 +101,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
                               "be truncated or not made by cifarlab") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a cifarlab checkpoint (no '{FORMAT}' marker)")
+    check_fields(p, state)
     version = state.get("version", 0)
     if version > VERSION:
         raise CheckpointError(f"{p} was written by a newer cifarlab (format version "

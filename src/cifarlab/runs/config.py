@@ -12,6 +12,7 @@ which preset it came from.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -168,6 +169,10 @@ class Config:
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown preset {self.preset!r}; choose one of "
                               f"{', '.join(PRESETS)}")
+        for name, value in dataclasses.asdict(self).items():
+            numbers = value if isinstance(value, (tuple, list)) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+                raise ConfigError(f"{name} must be a finite number, not {value!r}")
         for ok, message in self._checks():
             if not ok:
                 raise ConfigError(message)
@@ -176,6 +181,11 @@ class Config:
     def _checks(self) -> list[tuple[bool, str]]:
         return [
             (self.epochs >= 1, "epochs must be at least 1"),
+            (0 <= self.seed < 2**32, "seed must be in [0, 2**32 - 1]"),
+            (0 <= self.split_seed < 2**32, "split_seed must be in [0, 2**32 - 1]"),
+            (0 < self.gamma <= 1, "gamma (the step schedule's factor) must be in (0, 1]"),
+            (self.mean is None or len(self.mean) == 3, "mean needs 3 values, one per channel"),
+            (self.std is None or len(self.std) == 3, "std needs 3 values, one per channel"),
             (self.batch_size >= 1, "batch_size must be at least 1"),
             (self.micro_batch is None or self.micro_batch >= 2,
              "micro_batch must be at least 2 (BatchNorm needs two images)"),
@@ -311,7 +321,21 @@ def make_config(preset: str | None = None, config_file: str | os.PathLike | None
     values = _layer(values, file_values, str(config_file))
     values = _layer(values, overrides, "arguments")
     values["preset"] = name
+    given = {**file_values, **overrides}
+    if "epochs" in given and "low_res_epochs" not in given and model == network["model"]:
+        values["low_res_epochs"] = scaled_low_res(network.get("low_res_epochs", 0),
+                                                  recipe.get("epochs", values["epochs"]),
+                                                  values["epochs"])
     return Config(**values).validate()
+
+
+def scaled_low_res(preset_low: int, preset_epochs: int, epochs: int) -> int:
+    """A preset's low-resolution epochs for a run shortened or lengthened with --epochs: the
+    same share of the run (rounded), and at least one epoch at full resolution when the
+    preset has one."""
+    if not preset_low:
+        return 0
+    return max(0, min(epochs - 1, round(preset_low * epochs / preset_epochs)))
 
 
 def upgrade_config(values: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@
     tensorboard/   --tensorboard's event files
     report.html    the report (with the pictures the report draws beside it)
     calibration.json   `evaluate --calibrate`'s temperature, fitted on the validation split
+    data.json      what the run trained on: classes, and each split's image count and SHA-256
     model.onnx, model.torchscript.pt    `cifarlab export`'s files
 
 No other module names these files.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,11 +38,13 @@ from cifarlab.runs.tensorboard_log import TensorBoardLog
 
 CONFIG, LOG, ROWS, METRICS, STATE, LOCK = ("config.json", "train.log", "metrics.csv",
                                            "metrics.json", "state.json", "lock")
-CALIBRATION = "calibration.json"
+CALIBRATION, DATA = "calibration.json", "data.json"
 REPORT, TENSORBOARD = "report.html", "tensorboard"
 CHECKPOINTS = {"best": "best.pt", "last": "last.pt"}
 EXPORTS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 MARKS = (CONFIG, STATE, ROWS)  # any of them: a run folder
+FIGURES = ("_top1", "_top5", "_loss", "_seconds", "_acc", "_f1", "_ece", "_nll", "_brier",
+           "_epoch", "epochs")  # metrics.json's keys that hold numbers
 
 
 class RunFolder:
@@ -64,6 +68,10 @@ class RunFolder:
     def __enter__(self) -> RunFolder:
         if self.writer:
             self.lock.acquire()
+            # The lock's holder is the only writer: a temporary file here is a killed
+            # writer's (a SIGKILL mid-publish), never to be renamed.
+            for litter in self.path.glob("*.tmp"):
+                litter.unlink(missing_ok=True)
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> None:
@@ -98,18 +106,29 @@ class RunFolder:
         return f"cifarlab train --resume {self.path}"
 
     def check_resumable(self) -> None:
-        """A stopped run: it has last.pt and no metrics.json."""
+        """A stopped run: it has last.pt and no metrics.json (one that stopped before its
+        first epoch ended has nothing to resume: train it again into the same folder)."""
         if self.finished:
             raise CifarlabError(f"{self.path} finished already (it has {METRICS}); nothing "
                                 "to resume")
         if not self.checkpoint_path("last").is_file():
-            raise CifarlabError(f"{self.path} holds no {CHECKPOINTS['last']} to resume from; is "
-                                "it a run folder whose first epoch finished?")
+            raise CifarlabError(f"{self.path} holds no {CHECKPOINTS['last']} to resume from (its "
+                                "first epoch never finished); start it again with: cifarlab "
+                                f"train ... --run-dir {self.path}")
 
     # --- writing (nothing without `writer`)
     def write_config(self, cfg: Config) -> None:
         if self.writer:
             publish_text(self.path / CONFIG, json.dumps(cfg.to_dict(), indent=2) + "\n")
+
+    def write_data_record(self, record: dict[str, Any]) -> None:
+        """data.json: the fingerprint of the data the run trains on (DataSplits.fingerprint)."""
+        if self.writer:
+            publish_text(self.path / DATA, json.dumps(record, indent=2) + "\n")
+
+    def data_record(self) -> dict[str, Any] | None:
+        """data.json's content (None: an older run's, or not a run folder)."""
+        return self._json(DATA)
 
     def start_rows(self, rows: list[dict[str, Any]]) -> None:
         """metrics.csv from the rows a resumed run already has (and nothing after them)."""
@@ -169,8 +188,22 @@ class RunFolder:
             raise CheckpointError(f"{self.path / CONFIG}: {e}") from None
 
     def metrics(self) -> dict[str, Any] | None:
-        """metrics.json's content; None while the run has not finished."""
-        return self._json(METRICS)
+        """metrics.json's content; None while the run has not finished. A figure that is not
+        a number, or a finished run without its split's accuracy, is one clear error."""
+        metrics = self._json(METRICS)
+        if metrics is None:
+            return None
+        for key, value in metrics.items():
+            if key.endswith(FIGURES) and value is not None and (
+                    isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise CheckpointError(f"{self.path / METRICS} is damaged ({key} is {value!r}, "
+                                      "not a number)")
+        split = metrics.get("evaluated_on")
+        missing = [k for k in (f"{split}_top1", f"{split}_top5") if split and k not in metrics]
+        if missing or (split and not isinstance(metrics.get("per_class"), dict)):
+            raise CheckpointError(f"{self.path / METRICS} is damaged (no "
+                                  f"{', '.join(missing) or 'per_class'})")
+        return metrics
 
     def calibration(self) -> dict[str, Any] | None:
         """calibration.json's content (None: never calibrated)."""
@@ -257,13 +290,11 @@ class RunFolder:
 
 
 def new_run_dir(run_dir: str | os.PathLike | None, preset: str) -> Path:
-    """The folder of a new run, created: `run_dir`, which must not hold a run yet, or a fresh
+    """The folder of a new run, created: `run_dir` (see `check_new_run_dir`), or a fresh
     runs/<timestamp>-<preset>."""
     if run_dir:
         path = Path(run_dir)
-        if (path / ROWS).exists() or (path / CHECKPOINTS["last"]).exists():
-            raise CifarlabError(f"{path} already holds a run; choose another --run-dir, or "
-                                f"continue it with: cifarlab train --resume {path}")
+        check_new_run_dir(path)
     else:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         path = Path("runs") / f"{stamp}-{preset}"
@@ -276,6 +307,47 @@ def new_run_dir(run_dir: str | os.PathLike | None, preset: str) -> Path:
     except OSError as e:
         raise CifarlabError(f"cannot create run folder {path}: {e.strerror}") from None
     return path
+
+
+# What a run that stopped before its first epoch ended can leave (with *.tmp litter)
+FIRST_EPOCH = {CONFIG, LOG, ROWS, STATE, LOCK, TENSORBOARD, DATA}
+
+
+def check_new_run_dir(path: Path) -> None:
+    """A new run may go into a missing or empty folder, or one whose run stopped before its
+    first epoch ended (nothing to resume: its files are cleared, a live run's lock refuses
+    it later). A finished or resumable run, a file, or a folder holding anything else (a
+    user's files) is refused: nothing of theirs is overwritten."""
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise CifarlabError(f"--run-dir {path} is a file; give a folder")
+    folder = RunFolder(path)
+    if folder.finished or folder.checkpoint_path("last").exists():
+        raise CifarlabError(f"{path} already holds a run; choose another --run-dir, or "
+                            + ("look at it with: cifarlab report " if folder.finished else
+                               "continue it with: cifarlab train --resume ") + str(path))
+    names = {p.name for p in path.iterdir()}
+    others = sorted(n for n in names - FIRST_EPOCH if not n.endswith(".tmp"))
+    cifarlab_config = CONFIG not in names or _is_settings(path / CONFIG)
+    if others or not cifarlab_config:
+        shown = ", ".join((others or [CONFIG])[:3])
+        raise CifarlabError(f"{path} is a folder that is not a cifarlab run (it holds {shown}"
+                            f"{', ...' if len(others) > 3 else ''}); choose a new or empty "
+                            "--run-dir")
+    if folder.lock.live_owner() is not None:
+        return  # the lock refuses it, naming who holds it
+    for name in names - {LOCK}:
+        target = path / name
+        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
+
+
+def _is_settings(path: Path) -> bool:
+    try:
+        Config.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, CifarlabError):
+        return False
+    return True
 
 
 def checkpoint_file(path: str | os.PathLike) -> Path:

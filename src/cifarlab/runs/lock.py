@@ -9,6 +9,11 @@ from typing import Any
 
 from cifarlab.errors import CifarlabError
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 
 def process_alive(pid: int) -> bool:
     """Whether process `pid` runs on this host; never disturbs it. (On Windows os.kill(pid, 0)
@@ -43,54 +48,102 @@ def windows_process_alive(pid: int, kernel32: Any) -> bool:
         kernel32.CloseHandle(handle)
 
 
+def _try_lock(fd: int) -> bool:
+    """Take the kernel's exclusive lock on the open file `fd` without waiting: held until the
+    process closes it or dies (SIGKILL included), so a dead writer never blocks its folder."""
+    if fcntl is None:  # Windows: no flock; the lock file's pid decides
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 class RunLock:
-    """The lock file holds "pid host" of the process writing the folder. A second process is
-    refused; a lock left by a process that died on this host is taken over."""
+    """The lock file holds "pid host" of the process writing the folder, and that process holds
+    the kernel's lock on it (flock). A second process is refused; a lock file whose process
+    died (killed, or a full disk at start that left it empty) is taken over. Taking it over is
+    atomic: of processes racing for the same dead run's folder, one wins."""
 
     def __init__(self, path: Path):
         self.path = path
         self.held = False
+        self._fd: int | None = None
 
     def acquire(self) -> RunLock:
-        me = f"{os.getpid()} {socket.gethostname()}"
-        for _ in range(2):
+        for _ in range(10):  # retried only when another process replaced the file meanwhile
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                pid, host = self.owner() or (0, "?")
-                if host == socket.gethostname() and pid and not process_alive(pid):
-                    self.path.unlink(missing_ok=True)  # stale: its process is gone
-                    continue
-                raise CifarlabError(
-                    f"{self.path.parent} is in use by process {pid} on {host}; wait for it or "
-                    f"stop it (if no run uses the folder, delete {self.path})") from None
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as e:
                 raise CifarlabError(f"cannot write to run folder {self.path.parent}: "
                                     f"{e.strerror}") from None
-            with os.fdopen(fd, "w") as f:
-                f.write(me + "\n")
-            self.held = True
+            if not _try_lock(fd) or self._foreign_owner():
+                os.close(fd)
+                pid, host = self.owner() or (0, "?")
+                raise CifarlabError(
+                    f"{self.path.parent} is in use by process {pid} on {host}; wait for it or "
+                    f"stop it (if no run uses the folder, delete {self.path})")
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:  # its owner released it between our open and lock
+                same = False
+            if not same:
+                os.close(fd)
+                continue
+            self._write_owner(fd)
             return self
         raise CifarlabError(f"could not take the lock {self.path}; delete it and retry")
+
+    def _foreign_owner(self) -> bool:
+        """A live writer the kernel's lock cannot see: another host's, or (without flock) a
+        live process of this host."""
+        pid, host = self.owner() or (0, "")
+        if host and host != socket.gethostname():
+            return True
+        return fcntl is None and bool(pid) and pid != os.getpid() and process_alive(pid)
+
+    def _write_owner(self, fd: int) -> None:
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        except OSError as e:
+            self.path.unlink(missing_ok=True)
+            os.close(fd)
+            raise CifarlabError(f"cannot write to run folder {self.path.parent}: "
+                                f"{e.strerror}; free some space and retry") from None
+        self._fd, self.held = fd, True
 
     def owner(self) -> tuple[int, str] | None:
         """(pid, host) written in the lock file; None without a readable one."""
         try:
             words = self.path.read_text().split()
-        except OSError:
+        except (OSError, UnicodeDecodeError):
             return None
         return (int(words[0]), words[1]) if len(words) == 2 and words[0].isdigit() else None
 
     def live_owner(self) -> str | None:
         """Who holds the folder now ("process PID", or "on HOST" for another machine), or
-        None when nobody does (no lock, or its process on this host is gone)."""
+        None when nobody does (no lock file, or nobody holds its kernel lock)."""
         pid, host = self.owner() or (0, "")
         if host and host != socket.gethostname():
             return f"on {host}"
-        return f"process {pid}" if pid and process_alive(pid) else None
+        if self.held:
+            return f"process {os.getpid()}"
+        if fcntl is None:
+            return f"process {pid}" if pid and process_alive(pid) else None
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            free = _try_lock(fd)
+        finally:
+            os.close(fd)  # and with it the lock just taken
+        return None if free else f"process {pid}"
 
     def release(self) -> None:
         if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
-
+            self.path.unlink(missing_ok=True)  # before unlocking: a waiter then finds no file
+            os.close(self._fd)
+            self._fd, self.held = None, False

@@ -84,17 +84,22 @@ def package_config(path: str | os.PathLike) -> dict[str, Any]:
     return own
 
 
+def package_settings(path: str | os.PathLike) -> Config:
+    """The settings of the run the package was made from."""
+    try:
+        return Config.from_dict(package_config(path).get("settings") or {})
+    except ConfigError as e:
+        raise CheckpointError(f"{Path(path) / CONFIG}: its settings cannot be used here: {e}"
+                              ) from None
+
+
 def read_package(path: str | os.PathLike) -> Checkpoint:
     """The package as a `Checkpoint` (weights, settings, classes, temperature)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     p = Path(path)
-    own = package_config(p)
-    try:
-        config = Config.from_dict(own.get("settings") or {})
-    except ConfigError as e:
-        raise CheckpointError(f"{p / CONFIG}: its settings cannot be used here: {e}") from None
+    own, config = package_config(p), package_settings(p)
     try:
         weights = load_file(str(p / WEIGHTS))
     except (SafetensorError, OSError, ValueError) as e:

@@ -330,10 +330,12 @@ class Trainer:
 
     def check_finite(self, loss: float, epoch: int) -> None:
         if not math.isfinite(loss):
-            where = self.folder.checkpoint_path("last") if self.folder else "the run folder"
-            raise TrainingError(
-                f"the training loss became {loss} in epoch {epoch}; the last good weights "
-                f"(epoch {self.state.epoch}) are in {where}. Lower --lr or use --amp off")
+            last = self.folder.checkpoint_path("last") if self.folder else None
+            kept = (f"the last good weights (epoch {self.state.epoch}) are in {last}"
+                    if self.state.epoch and last is not None else "no epoch had finished, so "
+                    "nothing was kept")
+            raise TrainingError(f"the training loss became {loss} in epoch {epoch}; {kept}. "
+                                "Lower --lr or use --amp off")
 
     def interrupt(self, epoch: int, step: int) -> None:
         """Save everything, say how to resume, and stop (exit code 130 for SIGINT, 143 for

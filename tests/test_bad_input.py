@@ -1,0 +1,122 @@
+"""Careless or hostile input to every command: one line that says what to do, exit code 2,
+no traceback, nothing written. Cases from the adversarial sweep (issue 28)."""
+
+import pytest
+
+from cifarlab.cli import main
+from conftest import tiny_args
+
+
+def one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("cifarlab") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--seed", "-1"], "seed must be in [0, 2**32 - 1]"),
+    (["--seed", "4294967296"], "seed must be in [0, 2**32 - 1]"),
+    (["--split-seed", "-1"], "split_seed must be in"),
+    (["--gamma", "-1"], "gamma (the step schedule's factor) must be in (0, 1]"),
+    (["--mixup-alpha", "inf"], "mixup_alpha must be a finite number"),
+    (["--lr", "nan"], "lr must be a finite number"),
+    (["--model-args", '{"widths": [-8, 16, 16]}'], "cannot be built with model_args"),
+    (["--model", "tv:resnet18", "--model-args", '{"dropout": 2}'], "cannot be built with"),
+])
+def test_bad_settings_are_one_line_before_any_work(fake_data, tmp_path, capsys, extra, message):
+    run = tmp_path / "run"
+    assert main(["train", *tiny_args(fake_data, run), *extra]) == 2
+    assert message in one_line(capsys)
+    assert not (run / "last.pt").exists()
+
+
+def test_a_shortened_preset_runs(fake_data, tmp_path):
+    """`--preset 94 --epochs 2` was refused (its 3 low-resolution epochs outnumbered the run):
+    the low-resolution share of a preset scales with --epochs."""
+    from cifarlab import make_config
+
+    cfg = make_config("94", epochs=2, data_dir=str(fake_data))
+    assert (cfg.epochs, cfg.low_res_epochs) == (2, 1)
+    assert make_config("94", epochs=1).low_res_epochs == 0
+    assert make_config("94").low_res_epochs == 3  # the preset itself unchanged
+    assert make_config("94", epochs=2, low_res_epochs=0).low_res_epochs == 0  # as asked
+
+
+def test_evaluate_and_export_refuse_bad_options(trained_run, tmp_path, capsys):
+    assert main(["evaluate", str(trained_run), "--batch-size", "-1"]) == 2
+    assert "--batch-size must be at least 1" in one_line(capsys)
+    for fmt, name in (("torchscript", "x.onnx"), ("onnx", "x.pt")):
+        assert main(["export", str(trained_run), "--format", fmt, "-o",
+                     str(tmp_path / name)]) == 2
+        assert f"does not fit --format {fmt}" in one_line(capsys)
+        assert not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize("name, content", [
+    ("junk.safetensors", b"not safetensors at all"),
+    ("empty.safetensors", b""),
+    ("notes.pth", b"e" * 200),  # a text file read as a pickle
+    ("empty.pth", b""),
+])
+def test_bad_weights_files_are_one_line(fake_data, tmp_path, capsys, name, content):
+    (tmp_path / name).write_bytes(content)
+    assert main(["train", *tiny_args(fake_data, tmp_path / "run"), "--weights",
+                 str(tmp_path / name)]) == 2
+    assert "is not a plain state dict of tensors" in one_line(capsys)
+
+
+def test_images_pillow_cannot_decode_are_one_line_each(trained_run, tmp_path):
+    """A DDS file with pixel flags Pillow does not know (NotImplementedError), a decompression
+    bomb (12000x12000 pixels in a few KB), and a file whose name is not UTF-8 (Latin-1 'café'):
+    each is one line, and the good image is still classified."""
+    import os
+    import struct
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    dds = b"DDS " + struct.pack("<7I", 124, 0x1007, 4, 4, 0, 0, 0) + bytes(44)
+    dds += struct.pack("<8I", 32, 0x80000, 0, 0, 0, 0, 0, 0) + struct.pack("<5I", 0x1000, 0, 0,
+                                                                            0, 0)
+    (tmp_path / "odd.dds").write_bytes(dds + bytes(64))
+    Image.new("1", (12000, 12000)).save(tmp_path / "bomb.png")
+    Image.new("RGB", (40, 40), (200, 30, 30)).save(tmp_path / "good.png")
+    latin1 = os.path.join(os.fsencode(tmp_path), b"caf\xe9.png")
+    with open(latin1, "wb") as f:
+        f.write((tmp_path / "good.png").read_bytes())
+    out = subprocess.run([sys.executable, "-m", "cifarlab", "predict", str(trained_run),
+                          str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    errors = out.stderr.strip().splitlines()
+    assert any("odd.dds: cannot decode image (Unknown pixel format flags" in e for e in errors)
+    assert any("bomb.png: refused: 12000x12000 pixels" in e for e in errors)
+    assert "good.png" in out.stdout and "caf\\udce9.png" in out.stdout  # escaped, not a crash
+
+
+@pytest.mark.parametrize("name, content, said", [
+    ("metrics.csv", b"\xff\xfe\x00binary\x00", "metrics.csv is damaged"),
+    ("metrics.csv", b"epoch,train_loss\n1,abc\n", "metrics.csv is damaged"),
+    ("metrics.json", b'{"test_top1": "high", "evaluated_on": "test"}',
+     "metrics.json is damaged (test_top1 is 'high', not a number)"),
+    ("metrics.json", b'{"test_top1": 50.0, "evaluated_on": "test", "per_class": {}}',
+     "metrics.json is damaged (no test_top5)"),
+])
+def test_damaged_run_folders_are_named_not_tracebacks(trained_run, tmp_path, capsys, name,
+                                                      content, said):
+    import shutil
+
+    runs = tmp_path / "runs"
+    run = shutil.copytree(trained_run, runs / "run")
+    other = shutil.copytree(trained_run, runs / "other")
+    (run / name).write_bytes(content)
+    assert main(["runs", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "damaged" in out and said in out
+    assert main(["runs", str(runs), "--sort", "epochs"]) == 0  # mixed types sort too
+    capsys.readouterr()
+    assert main(["compare", str(run), str(other), "-o", str(tmp_path / "c.html")]) == 2
+    assert said in one_line(capsys)
+    if name == "metrics.json":
+        assert main(["report", str(run)]) == 2
+        assert said in one_line(capsys)
