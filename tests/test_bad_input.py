@@ -120,3 +120,74 @@ def test_damaged_run_folders_are_named_not_tracebacks(trained_run, tmp_path, cap
     if name == "metrics.json":
         assert main(["report", str(run)]) == 2
         assert said in one_line(capsys)
+
+
+def test_a_checkpoint_with_flipped_bytes_is_refused(trained_run, tmp_path):
+    """Three flipped bytes in the weights loaded silently and predicted worse: the checkpoint's
+    digest catches them."""
+    import torch
+
+    from cifarlab import load_model
+    from cifarlab.errors import CheckpointError
+
+    state = torch.load(trained_run / "best.pt", weights_only=True)
+    assert len(state["weights_sha256"]) == 64
+    name = next(k for k, v in state["state_dict"].items() if v.is_floating_point())
+    state["state_dict"][name] = state["state_dict"][name] + 1.0  # the digest is the old one
+    torch.save(state, tmp_path / "changed.pt")
+    with pytest.raises(CheckpointError, match="do not match their digest"):
+        load_model(tmp_path / "changed.pt")
+    data = bytearray((trained_run / "best.pt").read_bytes())
+    for i in (0.55, 0.6, 0.65):
+        data[int(i * len(data))] ^= 0xFF
+    (tmp_path / "flipped.pt").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError):
+        load_model(tmp_path / "flipped.pt")
+
+
+def test_hostile_config_files_and_folders_are_one_line(fake_data, tmp_path, capsys):
+    import os
+
+    bomb = tmp_path / "bomb.yaml"
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 8)]
+    bomb.write_text("\n".join(lines) + "\n")
+    assert main(["train", "--config", str(bomb), *tiny_args(fake_data, tmp_path / "r")]) == 2
+    assert "uses YAML aliases" in one_line(capsys)
+    runs = tmp_path / "runs"
+    (runs / "piped").mkdir(parents=True)
+    os.mkfifo(runs / "piped" / "config.json")  # would block a plain read for good
+    (runs / "elsewhere").symlink_to(tmp_path)  # out of the folder (and round in a loop)
+    assert main(["runs", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "piped" in out and "not a regular file" in out and "elsewhere" not in out
+
+
+def test_image_folders_a_classifier_cannot_learn_from_are_refused(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from cifarlab.data import load_data
+
+    root = tmp_path / "one"
+    (root / "train" / "cat").mkdir(parents=True)
+    Image.new("RGB", (40, 40), (10, 20, 30)).save(root / "train" / "cat" / "a.png")
+    assert main(["train", "--dataset", "folder", "--data-dir", str(root), "--run-dir",
+                 str(tmp_path / "r1")]) == 2
+    assert "needs two or more" in one_line(capsys)
+    (root / "train" / "dog").mkdir()
+    (root / "train" / "dog" / "b.png").write_bytes(b"not an image")
+    assert main(["train", "--dataset", "folder", "--data-dir", str(root), "--run-dir",
+                 str(tmp_path / "r2")]) == 2
+    assert f"no readable training image in {root}/train/dog" in capsys.readouterr().err
+    rng = np.random.default_rng(0)  # a constant blue channel: std 0 would give infinities
+    (root / "train" / "cat" / "a.png").unlink()
+    (root / "train" / "dog" / "b.png").unlink()
+    for name in ("cat", "dog"):
+        for i in range(12):
+            pixels = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+            pixels[..., 2] = 7
+            Image.fromarray(pixels).save(root / "train" / name / f"{i}.png")
+    data = load_data("folder", root)
+    assert data.stats[1][2] == pytest.approx(1 / 255, abs=1e-4)
+    assert "channel 2 of the training images is constant" in capsys.readouterr().err

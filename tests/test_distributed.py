@@ -114,3 +114,84 @@ def test_a_torchrun_process_exits_without_python_shutdown(monkeypatch):
     with pytest.raises(SystemExit) as s:
         cli.run()
     assert s.value.code == 143
+
+
+def worker_pids(run, rank: int) -> list[int]:
+    """The first attempt's worker processes of `rank` training into `run` (from /proc)."""
+    from pathlib import Path
+
+    found = []
+    for d in Path("/proc").iterdir():
+        try:
+            cmd = (d / "cmdline").read_bytes().split(b"\0") if d.name.isdigit() else []
+            env = (d / "environ").read_bytes().split(b"\0") if cmd else []
+        except OSError:
+            continue
+        if (str(run).encode() in cmd and f"RANK={rank}".encode() in env
+                and b"TORCHELASTIC_RESTART_COUNT=0" in env):
+            found.append(int(d.name))
+    return found
+
+
+@pytest.mark.parametrize("when", ["first epoch", "second epoch"])
+def test_an_elastic_run_goes_on_by_itself_when_a_worker_is_killed(bigger_data, fastnet_run,
+                                                                  tmp_path, when):
+    """`torchrun --max-restarts 1`: rank 1 killed with SIGKILL; torchrun restarts the group and
+    cifarlab continues the run from its last.pt (in the first epoch: starts it again), to the
+    uninterrupted run's rows, test result and weights."""
+    import os
+
+    import torch
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+           "2", "--max-restarts", "1", "-m", "cifarlab", "train",
+           *fastnet_args(bigger_data, run)]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    need = 0 if when == "first epoch" else 1
+    while len(rows(run)) < need or not worker_pids(run, 1) or not (run / "data.json").exists():
+        assert p.poll() is None and time.time() < deadline, "the run ended before the kill"
+        time.sleep(0.01)
+    os.kill(worker_pids(run, 1)[0], signal.SIGKILL)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-3000:]
+    if when == "second epoch":
+        assert "torchrun restarted the group (restart 1); continuing" in err
+    assert rows(run) == rows(fastnet_run)
+    a, b = (json.loads((r / "metrics.json").read_text()) for r in (run, fastnet_run))
+    assert (a["test_top1"], a["test_loss"]) == (b["test_top1"], b["test_loss"])
+    wa, wb = (torch.load(r / "best.pt", weights_only=True)["state_dict"]
+              for r in (run, fastnet_run))
+    assert all(torch.equal(wa[k], wb[k]) for k in wb)
+
+
+def test_an_elastic_run_needs_its_folder_named(bigger_data, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                        "--nproc-per-node", "1", "--max-restarts", "1", "-m", "cifarlab", "train",
+                        "--data-dir", str(bigger_data), "--epochs", "1"], capture_output=True,
+                       text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode != 0 and "under torchrun --max-restarts, give --run-dir" in r.stderr
+
+
+def test_two_launchers_as_two_nodes_train_as_one_launcher_with_two_processes(
+        bigger_data, fastnet_run, tmp_path):
+    """The README's multi-node command, both nodes on this machine: one process each, a c10d
+    rendezvous on 127.0.0.1; the same run as `--nproc-per-node 2`."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "run"
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank",
+         str(rank), "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-endpoint",
+         f"127.0.0.1:{port}", "--rdzv-id", "cifarlab-test", "-m", "cifarlab", "train",
+         *fastnet_args(bigger_data, run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True) for rank in (0, 1)]
+    results = [n.communicate(timeout=300) for n in nodes]
+    assert [n.returncode for n in nodes] == [0, 0], results[0][1][-2000:] + results[1][1][-2000:]
+    assert rows(run) == rows(fastnet_run)
+    a, b = (json.loads((r / "metrics.json").read_text()) for r in (run, fastnet_run))
+    assert (a["test_top1"], a["test_loss"]) == (b["test_top1"], b["test_loss"])

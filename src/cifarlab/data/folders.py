@@ -169,15 +169,30 @@ def read_folder(root: str | os.PathLike, size: int) -> tuple[list[str], dict]:
     splits = {k: (v["images"], v["labels"]) for k, v in decoded["splits"].items()}
     if len(splits["train"][0]) == 0:
         raise DataError(f"no readable training images under {root}/train")
+    check_classes(root, decoded["classes"], splits["train"][1])
     skipped = f", {len(errors)} unreadable images skipped" if errors else ""
     print(f"cifarlab: image folder {root}: {len(classes)} classes at {size}x{size} px, {how} "
           f"in {time.perf_counter() - t0:.1f} s{skipped}", file=sys.stderr)
     return decoded["classes"], splits
 
 
+def check_classes(root: Path, classes: list[str], labels: torch.Tensor) -> None:
+    """A classifier needs two classes or more, each with readable training images."""
+    if len(classes) < 2:
+        raise DataError(f"{root}/train holds {len(classes)} class folder(s); a classifier "
+                        "needs two or more (PATH/train/CLASS/IMAGE)")
+    counts = torch.bincount(labels, minlength=len(classes)).tolist()
+    empty = [c for c, n in zip(classes, counts, strict=True) if n == 0]
+    if empty:
+        raise DataError(f"no readable training image in {root}/train/{empty[0]}"
+                        f"{f' (and {len(empty) - 1} more classes)' if len(empty) > 1 else ''}; "
+                        "add images, or remove the folder")
+
+
 def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of uint8 images, in [0, 1] units (in chunks: no float copy of
-    the whole set)."""
+    the whole set). A constant channel (std 0) gets std 1/255, one grey level, so that
+    normalising it gives zeros, not infinities."""
     total = torch.zeros(3, dtype=torch.float64)
     squares = torch.zeros(3, dtype=torch.float64)
     for start in range(0, len(images), 4096):
@@ -186,7 +201,11 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
         squares += (x * x).sum((0, 2, 3))
     n = images.numel() / 3
     mean = total / n
-    std = (squares / n - mean * mean).clamp(min=1e-12).sqrt()
+    std = (squares / n - mean * mean).clamp(min=0).sqrt()
+    for c in (std < 1 / 255).nonzero().flatten().tolist():
+        print(f"cifarlab: channel {c} of the training images is constant: it is normalised "
+              "with std 1/255", file=sys.stderr)
+    std = std.clamp(min=1 / 255)
     return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())
 
 

@@ -6,6 +6,7 @@ report."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,35 @@ def train(config: Config | None = None, *, preset: str | None = None,
     e.g. `train(preset="seed", epochs=5, data_dir="path/to/data")`.
     """
     cfg = config.validate() if config else make_config(preset, config_file, **overrides)
+    restarted = elastic_restart(cfg)
+    if restarted is not None:
+        return restarted(quiet)
     return run_training(cfg, quiet=quiet)
+
+
+def elastic_restart(cfg: Config) -> Callable[[bool], dict[str, Any]] | None:
+    """Under `torchrun --max-restarts N`, a worker that dies makes torchrun start the whole
+    group again with the same command. The restarted group (TORCHELASTIC_RESTART_COUNT > 0)
+    continues the run in `--run-dir` from its last.pt; a run that finished already is done;
+    one that never finished an epoch starts again in its folder. Returns what to do instead
+    of a new run (None: a new run)."""
+    elastic = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0
+    restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    if elastic and not cfg.run_dir:
+        raise CifarlabError("under torchrun --max-restarts, give --run-dir: a restarted group "
+                            "finds the run it is to continue there")
+    if not restarts:
+        return None
+    folder = RunFolder(cfg.run_dir)
+    if folder.finished:
+        return lambda quiet: folder.metrics() or {}
+    if not folder.checkpoint_path("last").is_file():
+        return None  # its first epoch never ended: new_run_dir clears the folder
+    where = {k: getattr(cfg, k) for k in RESUME_OVERRIDES if getattr(cfg, k) is not None}
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"cifarlab: torchrun restarted the group (restart {restarts}); continuing "
+              f"{folder.path} from its last finished epoch", file=sys.stderr, flush=True)
+    return lambda quiet: resume(folder.path, quiet=quiet, **where)
 
 
 def resume(run_dir: str | os.PathLike, quiet: bool = False, **overrides: Any) -> dict[str, Any]:

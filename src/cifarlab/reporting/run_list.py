@@ -67,7 +67,8 @@ def list_runs(root: str | os.PathLike = "runs", expand: bool = False) -> list[di
     rows: list[dict[str, Any]] = []
 
     def visit(folder: Path, prefix: str, depth: int) -> None:
-        for p in sorted(q for q in folder.iterdir() if q.is_dir()):
+        # not into symbolic links: they may lead out of the folder, or round in a loop
+        for p in sorted(q for q in folder.iterdir() if q.is_dir() and not q.is_symlink()):
             if RunFolder.holds_run(p):
                 rows.append(run_row(p, prefix + p.name))
             elif StudyFolder.holds_study(p):

@@ -8,10 +8,13 @@ code (`weights_only`); older formats are read in today's terms.
     state_dict        the weights to use: the EMA's when the run keeps one
     epoch, val_acc    the epoch they come from and its validation accuracy (None: no split)
     resume            last.pt only: the trainer's state_dict(), for an exact resume
+    weights_sha256    a digest of the weights, checked when read (a flipped byte in the file
+                      would otherwise load silently and predict worse)
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +56,17 @@ def weights_of(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
 
 
+def weights_digest(weights: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the weights' names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        t = weights[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        if t.numel():
+            digest.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    return digest.hexdigest()
+
+
 def write_checkpoint(path: Path, *, config: Config, classes: Sequence[str],
                      weights: dict[str, torch.Tensor], epoch: int | None = None,
                      val_acc: float | None = None, resume: dict[str, Any] | None = None) -> None:
@@ -60,7 +74,7 @@ def write_checkpoint(path: Path, *, config: Config, classes: Sequence[str],
     Tensors that `weights` and `resume` share are stored once."""
     state = {"format": FORMAT, "version": VERSION, "config": config.to_dict(),
              "classes": list(classes), "state_dict": weights, "epoch": epoch,
-             "val_acc": val_acc, "resume": resume}
+             "val_acc": val_acc, "resume": resume, "weights_sha256": weights_digest(weights)}
     with publishing(path, CheckpointError) as tmp:
         torch.save(state, tmp)
 
@@ -102,6 +116,11 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a cifarlab checkpoint (no '{FORMAT}' marker)")
     check_fields(p, state)
+    recorded = state.get("weights_sha256")
+    if recorded is not None and recorded != weights_digest(state["state_dict"]):
+        raise CheckpointError(f"{p} is damaged: its weights do not match their digest (a "
+                              "changed or corrupted file); use another checkpoint, or train "
+                              "again")
     version = state.get("version", 0)
     if version > VERSION:
         raise CheckpointError(f"{p} was written by a newer cifarlab (format version "

@@ -127,8 +127,17 @@ class RunFolder:
             publish_text(self.path / DATA, json.dumps(record, indent=2) + "\n")
 
     def data_record(self) -> dict[str, Any] | None:
-        """data.json's content (None: an older run's, or not a run folder)."""
-        return self._json(DATA)
+        """data.json's content (None: an older run's, or not a run folder), checked."""
+        record = self._json(DATA)
+        if record is None:
+            return None
+        splits = [record.get(name) for name in ("train", "val", "test")]
+        if not isinstance(record.get("classes"), list) or not all(
+                isinstance(s, dict) and isinstance(s.get("images"), int)
+                and isinstance(s.get("sha256"), str) for s in splits):
+            raise CheckpointError(f"{self.path / DATA} is damaged (it should hold the classes "
+                                  "and each split's images and sha256)")
+        return record
 
     def start_rows(self, rows: list[dict[str, Any]]) -> None:
         """metrics.csv from the rows a resumed run already has (and nothing after them)."""
@@ -280,6 +289,8 @@ class RunFolder:
         path = self.path / name
         if not path.exists():
             return None
+        if not path.is_file():  # a folder, or a pipe that would block the read for good
+            raise CheckpointError(f"{path} is damaged (not a regular file)")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:

@@ -116,6 +116,8 @@ class RunLock:
 
     def owner(self) -> tuple[int, str] | None:
         """(pid, host) written in the lock file; None without a readable one."""
+        if not self.path.is_file():  # missing, or not a file (a pipe would block the read)
+            return None
         try:
             words = self.path.read_text().split()
         except (OSError, UnicodeDecodeError):

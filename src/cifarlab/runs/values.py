@@ -56,6 +56,7 @@ def _coerce_tuple(name: str, value: Any, args: tuple) -> tuple:
     return tuple(coerce(name, v, a) for a, v in zip(args, value, strict=True))
 
 
+MAX_CONFIG_BYTES = 10**6
 WHERE_IT_RAN = ("data_dir", "run_dir")  # a package's settings that only held on its machine
 
 
@@ -63,10 +64,14 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     """Settings from a .toml, .yaml/.yml or .json file (same names as the Config fields), or
     the run's settings in a model package's config.json."""
     p = Path(path)
+    if p.exists() and (not p.is_file() or p.stat().st_size > MAX_CONFIG_BYTES):
+        raise ConfigError(f"config file {p} is not a settings file (a folder, a pipe, or over "
+                          f"{MAX_CONFIG_BYTES // 10**6} MB)")
     try:
         text = p.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {p}: {e.strerror}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {p}: {getattr(e, 'strerror', None) or e}"
+                          ) from None
     try:
         if p.suffix == ".toml":
             try:
@@ -77,6 +82,11 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         elif p.suffix in (".yaml", ".yml", ".json"):
             import yaml
 
+            # Aliases let a few hundred bytes expand a thousandfold per level (a YAML bomb);
+            # a settings file has no use for them.
+            if any(isinstance(t, yaml.AliasToken) for t in yaml.scan(text)):
+                raise ConfigError(f"config file {p} uses YAML aliases (*name); write the "
+                                  "values out")
             data = yaml.safe_load(text) or {}
         else:
             raise ConfigError(f"config file {p} must end in .toml, .yaml, .yml or .json")

@@ -88,5 +88,15 @@ def init_distributed(device: torch.device) -> tuple[Dist, torch.device]:
         raise CifarlabError(f"distributed training runs on CUDA (NCCL) or the CPU (gloo), "
                             f"not {device.type}")
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+        if restart:
+            # A group torchrun restarted can meet the store of the attempt before, with the
+            # dead processes' addresses in it (gloo's connect then fails now and then): this
+            # attempt's keys get a prefix of their own.
+            store, _, _ = next(dist.rendezvous("env://"))
+            store = dist.PrefixStore(f"cifarlab-attempt-{restart}", store)
+            dist.init_process_group(backend, store=store, rank=rank, world_size=world)
+        else:
+            dist.init_process_group(backend)
     return Dist(rank, world, local_rank), device
