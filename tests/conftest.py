@@ -7,6 +7,7 @@ import functools
 import hashlib
 import http.server
 import io
+import os
 import pickle
 import tarfile
 import threading
@@ -220,3 +221,42 @@ def real_fast_run(tmp_path_factory) -> tuple[Path, dict]:
     data = _real_data()
     run = tmp_path_factory.mktemp("real") / "run"
     return run, train(preset="fast", data_dir=str(data), run_dir=str(run), quiet=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A PostgreSQL server on 127.0.0.1: the one .ci/run starts (CIFARLAB_TEST_POSTGRES), else a
+    throwaway cluster of Debian's `postgresql` started here (as the postgres user when the
+    tests run as root); skipped without it."""
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    pytest.importorskip("psycopg", reason="the postgres extra (in dev) gives the driver")
+    if os.environ.get("CIFARLAB_TEST_POSTGRES"):  # the server .ci/run started
+        yield os.environ["CIFARLAB_TEST_POSTGRES"]
+        return
+    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    if not bins:
+        pytest.skip("PostgreSQL not installed (Debian: apt-get install postgresql)")
+    bindir = bins[-1].parent
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.getuid() == 0 else []
+    root = Path(tempfile.mkdtemp(prefix="cifarlab-pg-"))  # not under pytest's 0700 folders
+    if as_postgres:
+        shutil.chown(root, "postgres", "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = lambda *cmd: subprocess.run([*as_postgres, *map(str, cmd)], check=True,  # noqa: E731
+                                      capture_output=True, text=True, timeout=120)
+    run(bindir / "initdb", "-D", root / "data", "-A", "trust", "-U", "cifarlab")
+    run(bindir / "pg_ctl", "-D", root / "data", "-l", root / "log", "-w", "-o",
+        f"-p {port} -k {root} -c listen_addresses=127.0.0.1", "start")
+    try:
+        run(bindir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "cifarlab", "tune")
+        yield f"postgresql://cifarlab:secret@127.0.0.1:{port}/tune"
+    finally:
+        subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(root / "data"), "-m",
+                        "immediate", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)

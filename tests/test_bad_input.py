@@ -191,3 +191,46 @@ def test_image_folders_a_classifier_cannot_learn_from_are_refused(tmp_path, caps
     data = load_data("folder", root)
     assert data.stats[1][2] == pytest.approx(1 / 255, abs=1e-4)
     assert "channel 2 of the training images is constant" in capsys.readouterr().err
+
+
+def test_a_folder_with_a_latin1_class_and_an_undecodable_image_trains(tmp_path):
+    """A class folder named in Latin-1 ('café', not UTF-8) and a DDS file Pillow cannot decode
+    in train/: the run trains, the bad file is one line, nothing crashes on printing."""
+    import json
+    import os
+    import struct
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    from conftest import TINY
+
+    root = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    train = os.path.join(os.fsencode(root), b"train")
+    for name in (b"caf\xe9", b"tea"):
+        folder = os.path.join(train, name)
+        os.makedirs(folder)
+        for i in range(12):
+            Image.fromarray(rng.integers(0, 255, (36, 36, 3), dtype=np.uint8)).save(
+                os.path.join(folder, f"{i}.png".encode()))
+    dds = b"DDS " + struct.pack("<7I", 124, 0x1007, 4, 4, 0, 0, 0) + bytes(44)
+    dds += struct.pack("<8I", 32, 0x80000, 0, 0, 0, 0, 0, 0) + bytes(20) + bytes(64)
+    with open(os.path.join(train, b"tea", b"odd.dds"), "wb") as f:
+        f.write(dds)
+    settings = {**TINY, "val_size": 4, "batch_size": 8, "epochs": 1}
+    args = ["--model-args", json.dumps(settings.pop("model_args"))]
+    for key, value in settings.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            args += [flag] if value else ["--no-" + key.replace("_", "-")]
+        else:
+            args += [flag, str(value)]
+    env = {**os.environ, "CIFARLAB_CACHE_DIR": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-m", "cifarlab", "train", "--dataset", "folder",
+                          "--data-dir", str(root), "--run-dir", str(tmp_path / "run"), *args],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert "odd.dds: cannot decode image" in out.stderr and "caf\\udce9" in out.stdout

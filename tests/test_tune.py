@@ -3,11 +3,9 @@
 import importlib
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
-import warnings
 
 import pytest
 
@@ -61,17 +59,45 @@ def test_search_keeps_the_test_set_for_the_end(setup, tmp_path, capsys, monkeypa
     assert first.intermediate_values  # validation accuracy reported every epoch
 
 
-def test_two_workers_share_one_study(setup, tmp_path):
-    cmd = [sys.executable, "-m", "cifarlab", *tune_args(setup, tmp_path, "--trials", "3")]
+@pytest.fixture(params=["sqlite", "postgresql", "journal"])
+def storage(request, tmp_path):
+    """Each storage a study can share: a SQLite file, a PostgreSQL server, a journal file."""
+    if request.param == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+        study = f"s{time.time_ns()}"  # one server for the session: a study of its own
+        return url, study
+    path = tmp_path / ("study.db" if request.param == "sqlite" else "study.journal")
+    return (f"sqlite:///{path}" if request.param == "sqlite" else f"journal:{path}"), "s"
+
+
+def load(storage):
+    url, name = storage
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend
+
+        url = optuna.storages.JournalStorage(JournalFileBackend(url[len("journal:"):]))
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def worker(setup, tmp_path, storage, *extra):
+    return [sys.executable, "-m", "cifarlab", "tune", "--config", str(setup), "--runs-dir",
+            str(tmp_path / "runs"), "--study", storage[1], "--storage", storage[0], *extra]
+
+
+def test_two_workers_share_one_study(setup, tmp_path, storage, capsys):
+    """Two worker processes on one study: every trial recorded once, the best trial's run
+    folder evaluates."""
+    cmd = worker(setup, tmp_path, storage, "--trials", "3")
     workers = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True) for _ in range(2)]
     for w in workers:
         out, err = w.communicate(timeout=300)
         assert w.returncode == 0, err
-    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}")
-    assert len(study.trials) == 6
+        assert "secret" not in out + err  # the password is never printed
+    study = load(storage)
     assert sorted(t.number for t in study.trials) == list(range(6))
     assert all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+    assert main(["evaluate", study.best_trial.user_attrs["run_dir"]]) == 0
 
 
 def wait_until(condition, what, timeout=120):
@@ -81,40 +107,45 @@ def wait_until(condition, what, timeout=120):
         time.sleep(0.05)
 
 
-def heartbeats(db):
-    """How many trials have sent a heartbeat (Optuna's trial_heartbeats table)."""
+def running(storage):
     try:
-        with sqlite3.connect(db) as con:
-            return con.execute("SELECT COUNT(*) FROM trial_heartbeats").fetchone()[0]
-    except sqlite3.OperationalError:  # the tables are not created yet
-        return 0
+        return [t for t in load(storage).trials if t.state.name == "RUNNING"]
+    except (KeyError, ValueError, optuna.exceptions.OptunaError):  # no study yet
+        return []
+    except Exception:  # noqa: BLE001 - the tables or the file are being created
+        return []
 
 
-def test_a_crashed_workers_trial_is_marked_failed_and_the_study_goes_on(setup, tmp_path):
-    db = tmp_path / "study.db"
-    cmd = [sys.executable, "-m", "cifarlab",
-           *tune_args(setup, tmp_path, "--trials", "1", "--heartbeat", "1")]
+def test_a_crashed_workers_trial_is_marked_failed_and_the_study_goes_on(setup, tmp_path,
+                                                                       storage):
+    cmd = worker(setup, tmp_path, storage, "--trials", "1", "--heartbeat", "1")
     space = json.loads(setup.read_text())
     space["tune"]["epochs"] = {"low": 200, "high": 200}  # long enough to be killed in
     setup.write_text(json.dumps(space))
     crashed = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: heartbeats(db) == 1 or crashed.poll() is not None, "a heartbeat")
+    wait_until(lambda: running(storage) or crashed.poll() is not None, "a running trial")
+    time.sleep(1.5)  # a heartbeat or two
     assert crashed.poll() is None, crashed.communicate()[1]
     crashed.send_signal(signal.SIGKILL)
     crashed.wait()
-    # The race this test means: the next worker starts after the dead trial went stale.
-    with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
-        warnings.simplefilter("ignore")
-        storage = optuna.storages.RDBStorage(f"sqlite:///{db}", heartbeat_interval=1,
-                                             grace_period=2)
-    study_id = storage.get_study_id_from_name("s")
-    wait_until(lambda: storage._get_stale_trial_ids(study_id), "the trial to go stale")
+    time.sleep(3)  # the dead trial goes stale after twice the heartbeat
     space["tune"]["epochs"] = {"low": 1, "high": 1}
     setup.write_text(json.dumps(space))
     ok = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert ok.returncode == 0, ok.stderr
-    study = optuna.load_study(study_name="s", storage=f"sqlite:///{db}")
-    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
+    assert [t.state.name for t in load(storage).trials] == ["FAIL", "COMPLETE"]
+
+
+def test_a_wrong_storage_is_one_line_naming_it_without_its_password(setup, tmp_path, capsys):
+    for url, said in [("postgresql://me:hunter2@127.0.0.1:1/db", "127.0.0.1:1"),
+                      ("nonsense://x", "nonsense://x"),
+                      (f"journal:{tmp_path}/no/such/folder/j.log", "study journal")]:
+        args = ["tune", "--config", str(setup), "--runs-dir", str(tmp_path / "runs"),
+                "--trials", "1", "--storage", url]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and said in err and "hunter2" not in err, err
+    assert not list((tmp_path / "runs").glob("*/trial-*"))  # before any training
 
 
 def test_the_default_search_space_follows_the_preset():

@@ -20,12 +20,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "`tune` table, if any, is the search space")
     p.add_argument("--space", metavar="FILE", help="search space (TOML/YAML/JSON): setting = "
                    "{low, high, log, step} or {choices}; default: lr, weight_decay, "
-                   "label_smoothing, batch_size, epochs")
+                   "label_smoothing, batch_size, epochs around the preset's own")
     p.add_argument("--trials", type=int, required=True, help="trials this worker runs")
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="start no new trial after this long")
-    p.add_argument("--storage", metavar="URL", help="sqlite:///FILE, postgresql://..., "
-                   "mysql://... (default: sqlite in the study's folder)")
+    p.add_argument("--storage", metavar="URL", help="sqlite:///FILE, postgresql://USER:PASS@"
+                   "HOST/DB (the postgres extra), mysql://..., or journal:PATH (a journal file "
+                   "on a file system all workers see; default: sqlite in the study's folder)")
     p.add_argument("--study", help="study name (default: cifarlab-PRESET)")
     p.add_argument("--runs-dir", default=RUNS_DIR, help="trial run folders go in "
                    f"RUNS_DIR/STUDY/ (default: {RUNS_DIR})")

@@ -79,8 +79,9 @@ def cache_key(root: Path, files: dict[str, list[tuple[Path, int]]], size: int) -
     for split, entries in files.items():
         for path, label in entries:
             st = path.stat()
-            h.update(f"{split}\0{path.relative_to(root)}\0{label}\0{st.st_size}\0"
-                     f"{st.st_mtime_ns}\n".encode())
+            # the name as the file system's bytes: one that is not UTF-8 cannot be encoded
+            h.update(f"{split}\0".encode() + os.fsencode(path.relative_to(root))
+                     + f"\0{label}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:32]
 
 

@@ -9,9 +9,6 @@ search is over, the best trial's checkpoint is evaluated once on the test set.
 from __future__ import annotations
 
 import os
-import random
-import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,12 @@ from typing import Any
 from cifarlab.data import load_data
 from cifarlab.errors import CifarlabError, ConfigError, TrainingError
 from cifarlab.inference import evaluation
+from cifarlab.jobs.study_storage import (
+    fail_stale_journal_trials,
+    journal_heartbeat,
+    masked,
+    open_storage,
+)
 from cifarlab.jobs.training_run import run_training
 from cifarlab.runs import Config, RunFolder, StudyFolder, make_config
 from cifarlab.runs.config import field_types
@@ -91,30 +94,16 @@ def suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def open_study(storage: str, study: str, seed: int | None = None,
                heartbeat: int = HEARTBEAT) -> Any:
-    """Create or join the study. Workers heartbeat while a trial runs; a trial whose worker
-    died (no heartbeat for twice the interval) is marked failed and the study goes on."""
+    """Create or join the study (`storage`: a database URL or journal:PATH). Workers
+    heartbeat while a trial runs; a trial whose worker died (no heartbeat for twice the
+    interval) is marked failed and the study goes on."""
     try:
         import optuna
     except ImportError:
         raise CifarlabError("cifarlab tune needs Optuna: pip install 'cifarlab[tune]'") from None
     # Errors only: a failed trial is our one line (_log_pruned), not Optuna's traceback.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
-    # Workers started together race to create the tables of a new database; the losers of
-    # that race find them created when they try again.
-    for attempt in range(5):
-        try:
-            with warnings.catch_warnings():  # heartbeats are marked experimental in Optuna
-                warnings.simplefilter("ignore")
-                rdb = optuna.storages.RDBStorage(storage, engine_kwargs=kwargs,
-                                                 heartbeat_interval=heartbeat,
-                                                 grace_period=2 * heartbeat)
-            break
-        except Exception as e:  # bad URL, missing database driver, unreachable server
-            if attempt == 4:
-                raise CifarlabError(f"cannot open the study storage {storage}: "
-                                    f"{str(e).splitlines()[0]}") from None
-            time.sleep(random.uniform(0.2, 1.0))
+    rdb = open_storage(storage, heartbeat)
     return optuna.create_study(
         study_name=study, storage=rdb, direction="maximize", load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed),
@@ -160,21 +149,26 @@ def tune(*, trials: int, preset: str | None = None, config_file: str | os.PathLi
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        result = _trial_run(trial, cfg, data, report)
+        result = _trial_run(study, trial, cfg, data, report, heartbeat, log)
         log(f"trial {trial.number}: validation {result['best_val_acc']:.2f}% "
             f"(epoch {result['best_epoch']})  {_fmt(params)}")
         return result["best_val_acc"]
 
-    log(f"study {study_name} in {storage}: {trials} trial(s) in this worker")
+    log(f"study {study_name} in {masked(storage)}: {trials} trial(s) in this worker")
     study.optimize(objective, n_trials=trials, timeout=timeout, catch=(TrainingError,),
                    callbacks=[_log_pruned(log)])
     return summarize(study, storage, folder, log)
 
 
-def _trial_run(trial: Any, cfg: Config, data: Any, report: Callable) -> dict[str, Any]:
-    """One trial's training; a TrainingError (a NaN) is kept as the trial's one line."""
+def _trial_run(study: Any, trial: Any, cfg: Config, data: Any, report: Callable,
+               heartbeat: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """One trial's training (a journal study's dead trials failed first, this one's heartbeat
+    kept); a TrainingError (a NaN) is kept as the trial's one line."""
+    for number in fail_stale_journal_trials(study, heartbeat):
+        log(f"trial {number}: failed (its worker stopped sending heartbeats)")
     try:
-        return run_training(cfg, data=data, quiet=True, test=False, on_epoch_end=report)
+        with journal_heartbeat(study, trial, heartbeat):
+            return run_training(cfg, data=data, quiet=True, test=False, on_epoch_end=report)
     except TrainingError as e:  # one line in the log, and the study goes on
         trial.set_user_attr("failed", str(e).splitlines()[0])
         raise
@@ -190,14 +184,15 @@ def summarize(study: Any, storage: str, folder: StudyFolder,
         best = study.best_trial
     except ValueError:
         raise CifarlabError("no trial of the study completed; nothing to report") from None
-    out = {"study": study.study_name, "storage": storage, "trials": counts,
+    out = {"study": study.study_name, "storage": masked(storage), "trials": counts,
            "best_trial": best.number, "best_params": best.params,
            "best_val_acc": best.value, "best_run_dir": best.user_attrs.get("run_dir")}
     log(f"best: trial {best.number}, validation {best.value:.2f}%  {_fmt(best.params)}")
     if counts["running"]:
         out["test"] = "not evaluated yet: other workers are still running trials"
         log(f"{counts['running']} trial(s) still running elsewhere; when they finish, test the "
-            f"best with: cifarlab tune --trials 0 --study {study.study_name} --storage {storage}")
+            f"best with: cifarlab tune --trials 0 --study {study.study_name} --storage "
+            f"{masked(storage)}")
     elif not RunFolder(out["best_run_dir"] or "").checkpoint_path("best").is_file():
         out["test"] = f"not evaluated: {out['best_run_dir']} is not on this machine"
         log(out["test"])
