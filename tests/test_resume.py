@@ -3,6 +3,7 @@ a NaN stop that keeps the last good checkpoint, a full disk, and refused checkpo
 
 import errno
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -280,18 +281,28 @@ def test_a_dead_or_empty_lock_is_taken_over_and_only_one_racer_wins(tmp_path):
     killed.kill()
     killed.wait()
     assert lock.exists() and RunLock(lock).live_owner() is None  # SIGKILL frees the folder
-    code = ("import sys, time; from pathlib import Path; from cifarlab.runs.lock import RunLock\n"
-            "from cifarlab.errors import CifarlabError\n"
-            "print('ready', flush=True)\n"
-            "while not Path(sys.argv[2]).exists(): time.sleep(0.0005)\n"
-            "try:\n    RunLock(Path(sys.argv[1])).acquire(); print('won', flush=True)\n"
-            "except CifarlabError:\n    print('lost', flush=True)\n"
-            "time.sleep(2)")
-    for round in range(3):
-        go = tmp_path / f"go{round}"
-        racers = [subprocess.Popen([sys.executable, "-c", code, str(lock), str(go)],
-                                   stdout=subprocess.PIPE, text=True) for _ in range(6)]
-        assert all(r.stdout.readline().strip() == "ready" for r in racers)
-        go.touch()  # all at once, at a lock whose process is gone
-        said = [r.communicate(timeout=60)[0].strip() for r in racers]
+    for round in range(3):  # forked racers: each a process of its own, started at once
+        go, results = tmp_path / f"go{round}", []
+        for _ in range(6):
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the racer
+                os.close(read)
+                while not go.exists():
+                    time.sleep(0.0005)
+                try:
+                    RunLock(lock).acquire()
+                    os.write(write, b"won")
+                    time.sleep(1)  # holding it while the others try
+                except CifarlabError:
+                    os.write(write, b"lost")
+                os._exit(0)  # the lock dies with this process, unreleased, as a crash's
+            os.close(write)
+            results.append((pid, read))
+        go.touch()
+        said = []
+        for pid, read in results:
+            os.waitpid(pid, 0)
+            said.append(os.read(read, 8).decode())
+            os.close(read)
         assert sorted(said) == ["lost"] * 5 + ["won"], said
