@@ -31,3 +31,9 @@ class TrainingInterrupted(CifarlabError):
     def __init__(self, message: str, signum: int):
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): what a
+    one-line error quotes of another library's."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]

@@ -1,13 +1,16 @@
 """Writing files safely: a file another program (or a resumed run) may read is published whole
 or not at all — written under a temporary name beside it, then renamed over it — and a full disk
-or an unwritable folder is one clear error that names the file."""
+or an unwritable folder is one clear error that names the file. Reading a JSON object file back:
+damage is one clear error too."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from cifarlab.errors import CifarlabError
 
@@ -52,3 +55,21 @@ def append_text(path: str | os.PathLike, text: str) -> None:
     except OSError as e:
         raise CifarlabError(f"cannot write {path}: {_reason(e)}; free some space or fix the "
                             "folder's permissions, then resume the run") from None
+
+
+def read_json_object(path: str | os.PathLike, error: type[CifarlabError] = CifarlabError
+                     ) -> dict[str, Any] | None:
+    """A JSON object file; None when absent; `error` naming the file when it is damaged, not
+    a JSON object, or not a regular file (a pipe would block the read for good)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    if not path.is_file():
+        raise error(f"{path} is damaged (not a regular file)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise error(f"{path} is damaged ({type(e).__name__}: {e})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} is damaged (not a JSON object)")
+    return data

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cifarlab.errors import first_line
+
 MAX_PIXELS = 64_000_000  # decoded whole (not JPEG): 64 MP is ~200 MB of RGB
 
 
@@ -50,7 +52,7 @@ def load_image(path: str | os.PathLike, size: int = 32) -> np.ndarray:
         raise
     except Exception as e:  # noqa: BLE001 - truncated, corrupt, or a codec Pillow lacks
         # (OSError, SyntaxError, EOFError, NotImplementedError for DDS's unknown flags, ...)
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise ValueError(f"cannot decode image ({first})") from None
     w, h = rgb.size
     side = min(w, h)

@@ -61,7 +61,7 @@ def check_same_data(checkpoint: str | os.PathLike, data: DataSplits, split: str,
     path = Path(checkpoint)
     folder = RunFolder(path if path.is_dir() else path.parent)
     recorded = folder.data_record() if RunFolder.holds_run(folder.path) else None
-    changed = recorded and changed_splits(recorded, data.fingerprint(), (split,))
+    changed = recorded and changed_splits(recorded, data.fingerprint((split,)), (split,))
     if changed and not other_data:
         raise CifarlabError(f"these are not the images {folder.path} recorded for its {split} "
                             f"split ({changed}); to score it on them anyway, add --other-data")

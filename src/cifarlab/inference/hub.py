@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cifarlab.errors import CheckpointError
+from cifarlab.errors import CheckpointError, first_line
 
 PREFIX = "hf-hub:"
 
@@ -31,7 +31,7 @@ def fetch_package(name: str) -> Path:
     try:
         path = snapshot_download(repo_id=repo, revision=revision or None)
     except Exception as e:  # noqa: BLE001 - network, missing repo, offline without cache
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise CheckpointError(f"cannot fetch hf-hub:{name} ({type(e).__name__}: {first}); "
                               f"without network, fill the cache ({constants.HF_HUB_CACHE}) on "
                               "a machine with network and set HF_HUB_OFFLINE=1") from None

@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from cifarlab.errors import CifarlabError
+from cifarlab.errors import CifarlabError, first_line
 
 JOURNAL = "journal:"
 BEAT = "cifarlab_heartbeat"  # the journal trials' own heartbeat, a user attribute
@@ -52,7 +52,7 @@ def open_storage(url: str, heartbeat: int) -> Any:
                                                   grace_period=2 * heartbeat)
         except Exception as e:  # bad URL, missing database driver, unreachable server
             if attempt == 4 or "driver" in str(e).lower() or "module" in str(e).lower():
-                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                first = first_line(e)
                 hint = (" (PostgreSQL needs its driver: pip install 'cifarlab[postgres]')"
                         if "psycopg" in first or "DB access module" in first else "")
                 raise CifarlabError(f"cannot open the study storage {masked(url)}: "

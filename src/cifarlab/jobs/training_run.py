@@ -44,18 +44,16 @@ def train(config: Config | None = None, *, preset: str | None = None,
     e.g. `train(preset="seed", epochs=5, data_dir="path/to/data")`.
     """
     cfg = config.validate() if config else make_config(preset, config_file, **overrides)
-    restarted = elastic_restart(cfg)
-    if restarted is not None:
-        return restarted(quiet)
-    return run_training(cfg, quiet=quiet)
+    continued = elastic_restart(cfg, quiet)
+    return continued if continued is not None else run_training(cfg, quiet=quiet)
 
 
-def elastic_restart(cfg: Config) -> Callable[[bool], dict[str, Any]] | None:
+def elastic_restart(cfg: Config, quiet: bool) -> dict[str, Any] | None:
     """Under `torchrun --max-restarts N`, a worker that dies makes torchrun start the whole
     group again with the same command. The restarted group (TORCHELASTIC_RESTART_COUNT > 0)
     continues the run in `--run-dir` from its last.pt; a run that finished already is done;
-    one that never finished an epoch starts again in its folder. Returns what to do instead
-    of a new run (None: a new run)."""
+    one that never finished an epoch starts again in its folder. Returns the run's metrics,
+    or None when this is to be a new run."""
     elastic = int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0
     restarts = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
     if elastic and not cfg.run_dir:
@@ -65,14 +63,14 @@ def elastic_restart(cfg: Config) -> Callable[[bool], dict[str, Any]] | None:
         return None
     folder = RunFolder(cfg.run_dir)
     if folder.finished:
-        return lambda quiet: folder.metrics() or {}
+        return folder.metrics() or {}
     if not folder.checkpoint_path("last").is_file():
         return None  # its first epoch never ended: new_run_dir clears the folder
     where = {k: getattr(cfg, k) for k in RESUME_OVERRIDES if getattr(cfg, k) is not None}
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"cifarlab: torchrun restarted the group (restart {restarts}); continuing "
               f"{folder.path} from its last finished epoch", file=sys.stderr, flush=True)
-    return lambda quiet: resume(folder.path, quiet=quiet, **where)
+    return resume(folder.path, quiet=quiet, **where)
 
 
 def resume(run_dir: str | os.PathLike, quiet: bool = False, **overrides: Any) -> dict[str, Any]:
@@ -149,12 +147,12 @@ def record_or_check_data(folder: RunFolder, data: DataSplits, resumed: bool) -> 
     on (data.json); a resumed one must find the same training and validation images, or its
     saved data order no longer fits them."""
     check_evaluable(data)
-    now = data.fingerprint()
     if not resumed:
-        folder.write_data_record(now)
+        folder.write_data_record(data.fingerprint())
         return
     recorded = folder.data_record()
-    changed = recorded and changed_splits(recorded, now, ("train", "val"))
+    trained_on = ("train", "val")
+    changed = recorded and changed_splits(recorded, data.fingerprint(trained_on), trained_on)
     if changed:
         raise CifarlabError(f"{folder.path} cannot resume on other data than it started with "
                             f"({changed}); put the data folder back as it was, or start a "

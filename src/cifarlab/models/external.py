@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from cifarlab.errors import ModelError
+from cifarlab.errors import ModelError, first_line
 
 SOURCES = {"tv": "torchvision", "timm": "timm"}
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # what pretrained weights expect
@@ -89,7 +89,7 @@ def create_external(name: str, num_classes: int, pretrained: bool = False,
     except ModelError:
         raise
     except (TypeError, ValueError, RuntimeError) as e:  # model_args it does not take, or values
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise ModelError(f"model {name!r} cannot be built with model_args {kwargs}: {first}"
                          ) from None
 
@@ -217,7 +217,7 @@ def check_input_size(model: nn.Module, name: str, size: int, device: Any) -> Non
         with torch.no_grad():
             model.eval()(torch.zeros(2, 3, size, size, device=device))
     except (AssertionError, RuntimeError, ValueError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise ModelError(f"{name} cannot take {size}x{size} images ({first}); set "
                          f"--image-size to a size it takes (ViTs: 224)") from None
     finally:

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import nn
 
-from cifarlab.errors import ModelError
+from cifarlab.errors import ModelError, first_line
 from cifarlab.models import external
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -68,7 +68,7 @@ def create_model(name: str, num_classes: int = 10, pretrained: bool = False,
         try:
             model = _MODELS[name](num_classes=num_classes, **kwargs)
         except (TypeError, ValueError, RuntimeError) as e:  # bad model_args, or bad values
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            first = first_line(e)
             raise ModelError(f"model {name!r} cannot be built with model_args {kwargs}: "
                              f"{first}") from None
     if weights:

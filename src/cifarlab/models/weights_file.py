@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cifarlab.errors import ModelError
+from cifarlab.errors import ModelError, first_line
 from cifarlab.models.external import find_head
 
 _CONTAINERS = ("state_dict", "model", "model_state_dict", "module")  # common wrappers
@@ -36,7 +36,7 @@ def read_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     # a text file read as a pickle fails in several ways (KeyError: 101, ...)
     except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, OSError, KeyError,
             IndexError, TypeError, AttributeError, SafetensorError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise ModelError(f"weights file {p} is not a plain state dict of tensors (it was read "
                          f"without running any code in it): {first}") from None
     while isinstance(state, dict):

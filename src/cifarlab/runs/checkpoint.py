@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cifarlab.digests import add_tensor
 from cifarlab.errors import CheckpointError, ConfigError
 from cifarlab.files import publishing
 from cifarlab.runs.config import Config
@@ -60,10 +61,9 @@ def weights_digest(weights: dict[str, torch.Tensor]) -> str:
     """SHA-256 of the weights' names, dtypes, shapes and bytes, in name order."""
     digest = hashlib.sha256()
     for name in sorted(weights):
-        t = weights[name].detach().cpu().contiguous()
+        t = weights[name]
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        if t.numel():
-            digest.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+        add_tensor(digest, t)
     return digest.hexdigest()
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cifarlab.errors import CheckpointError, CifarlabError, TrainingInterrupted
-from cifarlab.files import publish_text
+from cifarlab.files import publish_text, read_json_object
 from cifarlab.runs.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from cifarlab.runs.config import Config
 from cifarlab.runs.lock import RunLock
@@ -286,18 +286,7 @@ class RunFolder:
 
     def _json(self, name: str) -> dict[str, Any] | None:
         """A JSON object file of the folder; None when absent, one clear error when damaged."""
-        path = self.path / name
-        if not path.exists():
-            return None
-        if not path.is_file():  # a folder, or a pipe that would block the read for good
-            raise CheckpointError(f"{path} is damaged (not a regular file)")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise CheckpointError(f"{path} is damaged ({type(e).__name__}: {e})") from None
-        if not isinstance(data, dict):
-            raise CheckpointError(f"{path} is damaged (not a JSON object)")
-        return data
+        return read_json_object(self.path / name, CheckpointError)
 
 
 def new_run_dir(run_dir: str | os.PathLike | None, preset: str) -> Path:
@@ -340,7 +329,11 @@ def check_new_run_dir(path: Path) -> None:
                                "continue it with: cifarlab train --resume ") + str(path))
     names = {p.name for p in path.iterdir()}
     others = sorted(n for n in names - FIRST_EPOCH if not n.endswith(".tmp"))
-    cifarlab_config = CONFIG not in names or _is_settings(path / CONFIG)
+    try:
+        folder.settings(missing_ok=True)
+        cifarlab_config = True
+    except CifarlabError:  # damaged, or settings of something else
+        cifarlab_config = False
     if others or not cifarlab_config:
         shown = ", ".join((others or [CONFIG])[:3])
         raise CifarlabError(f"{path} is a folder that is not a cifarlab run (it holds {shown}"
@@ -351,14 +344,6 @@ def check_new_run_dir(path: Path) -> None:
     for name in names - {LOCK}:
         target = path / name
         shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-
-
-def _is_settings(path: Path) -> bool:
-    try:
-        Config.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError, CifarlabError):
-        return False
-    return True
 
 
 def checkpoint_file(path: str | os.PathLike) -> Path:

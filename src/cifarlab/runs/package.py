@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from cifarlab.errors import CheckpointError, ConfigError
-from cifarlab.files import publish_text, publishing
+from cifarlab.errors import CheckpointError, ConfigError, first_line
+from cifarlab.files import publish_text, publishing, read_json_object
 from cifarlab.runs.checkpoint import Checkpoint
 from cifarlab.runs.config import Config
 
@@ -68,13 +68,11 @@ def write_package(path: str | os.PathLike, *, weights: dict[str, torch.Tensor],
 def package_config(path: str | os.PathLike) -> dict[str, Any]:
     """config.json's cifarlab section, checked."""
     p = Path(path) / CONFIG
-    try:
-        values = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{p} is damaged ({type(e).__name__}: {e})") from None
-    own = values.get("cifarlab") if isinstance(values, dict) else None
+    own = (read_json_object(p, CheckpointError) or {}).get("cifarlab")
     if not isinstance(own, dict) or own.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a cifarlab model package's (no '{FORMAT}' marker)")
+    if not isinstance(own.get("version", 0), int):
+        raise CheckpointError(f"{p} is damaged (its version is not a number)")
     if own.get("version", 0) > VERSION:
         raise CheckpointError(f"{p} was written by a newer cifarlab (package version "
                               f"{own['version']}); upgrade cifarlab to read it")
@@ -103,7 +101,7 @@ def read_package(path: str | os.PathLike) -> Checkpoint:
     try:
         weights = load_file(str(p / WEIGHTS))
     except (SafetensorError, OSError, ValueError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = first_line(e)
         raise CheckpointError(f"{p / WEIGHTS} is not a readable safetensors file ({first}); "
                               "it may be truncated: export the package again") from None
     temperature = own.get("temperature")
@@ -116,11 +114,4 @@ def read_package(path: str | os.PathLike) -> Checkpoint:
 
 def package_metrics(path: str | os.PathLike) -> dict[str, Any] | None:
     """The run's test result carried in the package (None: none)."""
-    p = Path(path) / METRICS
-    if not p.is_file():
-        return None
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{p} is damaged ({type(e).__name__}: {e})") from None
-    return data if isinstance(data, dict) else None
+    return read_json_object(Path(path) / METRICS, CheckpointError)
