@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cifarlab.runtime import cpu_has_native_bf16
+
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 
@@ -30,19 +32,11 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def native_bf16() -> bool:
-    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        fn = getattr(torch.cpu, probe, None)
-        if fn is not None and fn():
-            return True
-    return False
-
-
 def pick_dtype(device: torch.device) -> torch.dtype:
     """The records' fp16 on CUDA; on a CPU, bf16 where it is native, else float32."""
     if device.type == "cuda":
         return torch.float16
-    return torch.bfloat16 if native_bf16() else torch.float32
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
 def prepare_device(device: torch.device) -> None:

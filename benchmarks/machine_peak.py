@@ -1,7 +1,8 @@
-"""This machine's bf16 ceiling, measured the same day as the runs it is compared with: square
-matrix products (the rate `cifarlab bench` reports utilisation against), then each named
-preset's own convolutions, forward and with backward, at its training batch (or --micro-batch
-pieces), memory format and precision, at each image size it trains at.
+"""This machine's ceiling in each precision its runs compute in, measured the same day as the
+runs it is compared with: square matrix products (the rate `cifarlab bench` reports
+utilisation against: bf16 where the CPU has it natively, float32 where it has not), then each
+named preset's own convolutions, forward and with backward, at its training batch (or pieces),
+memory format and precision, at each image size it trains at.
 
     python benchmarks/machine_peak.py 94 seed-fast --out benchmarks/machine-peak-xeon.json
 
@@ -19,9 +20,9 @@ from pathlib import Path
 import torch
 
 from cifarlab.jobs.bench import machine
-from cifarlab.jobs.throughput import conv_rates, matmul_rate
+from cifarlab.jobs.throughput import MATMUL_SIZES, conv_rates, matmul_rate
 from cifarlab.runs import make_config
-from cifarlab.runtime import amp_dtype, resolve_device
+from cifarlab.runtime import amp_dtype, compute_dtype, precision_name, resolve_device
 
 
 def main() -> None:
@@ -31,24 +32,30 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device("auto")
     info = machine()
-    sizes = {n: matmul_rate(device, sizes=(n,), seconds=3.0) for n in (1024, 2048, 4096)}
-    peak = max(sizes.values())
+    configs = {preset: make_config(preset) for preset in args.presets}
+    precisions = dict.fromkeys(precision_name(compute_dtype(c.amp, device))
+                               for c in configs.values())
     print(f"{info['cpu'] if device.type == 'cpu' else info['gpu']}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
-    for n, rate in sizes.items():
-        print(f"bf16 matrix product {n}x{n}: {rate / 1e12:.2f} TFLOP/s")
-    result = {**info, "threads": torch.get_num_threads(),
-              "bf16_matmul_flop_per_s": peak, "matmul_by_size": sizes, "presets": {}}
-    for preset in args.presets:
-        cfg = make_config(preset)
+    sizes = {p: {n: matmul_rate(device, getattr(torch, p), sizes=(n,), seconds=1.0)
+                 for n in MATMUL_SIZES.get(device.type, MATMUL_SIZES["cpu"])}
+             for p in precisions}
+    peaks = {p: max(rates.values()) for p, rates in sizes.items()}
+    for p, rates in sizes.items():
+        for n, rate in rates.items():
+            print(f"{p} matrix product {n}x{n}: {rate / 1e12:.2f} TFLOP/s")
+    result = {**info, "threads": torch.get_num_threads(), "matmul_flop_per_s": peaks,
+              "matmul_by_size": sizes, "presets": {}}
+    for preset, cfg in configs.items():
         dtype = amp_dtype(cfg.amp, device)
-        result["presets"][preset] = {}
+        peak = peaks[precision_name(dtype)]
+        result["presets"][preset] = {"precision": precision_name(dtype)}
         for size in sorted({cfg.epoch_size(e) for e in range(1, cfg.epochs + 1)}):
             rows = conv_rates(cfg, device, dtype, size)
             flops = sum(r["flops"] * r["passes"] for r in rows)
             seconds = sum(r["flops"] * r["passes"] / r["train_flop_per_s"] for r in rows)
-            print(f"\n{preset} at {size} px, batch {cfg.micro_batch or cfg.batch_size}, "
-                  f"{dtype or torch.float32}: convolutions forward and backward at "
+            print(f"\n{preset} at {size} px, batch {cfg.pieces_of(device.type) or cfg.batch_size}, "
+                  f"{precision_name(dtype)}: convolutions forward and backward at "
                   f"{flops / seconds / 1e12:.2f} TFLOP/s ({100 * flops / seconds / peak:.0f}% "
                   "of the matrix product)")
             for r in rows:

@@ -26,7 +26,13 @@ import torch.nn.functional as F
 from cifarlab.models import create_model
 from cifarlab.models.cpu_convolutions import cpu_convolutions
 from cifarlab.runs import make_config
-from cifarlab.runtime import amp_dtype, autocast, cpu_name, keep_freed_memory, resolve_device
+from cifarlab.runtime import (
+    amp_dtype,
+    autocast,
+    device_name,
+    keep_freed_memory,
+    resolve_device,
+)
 from cifarlab.training.optim import build_optimizer
 
 
@@ -71,7 +77,7 @@ def main() -> None:
     device = resolve_device(cfg.device)
     amp = amp_dtype(cfg.amp, device)
     print(f"preset {args.preset}: {cfg.model} {cfg.model_args}, {amp or torch.float32}, "
-          f"{cpu_name() if device.type == 'cpu' else torch.cuda.get_device_name()}, "
+          f"{device_name(device)}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}")
     variants = ["eager", *(["plain"] if args.plain else []),
                 *(["compiled"] if args.compile else []),

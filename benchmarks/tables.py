@@ -10,8 +10,10 @@ commands), `presets` (the README's one figure per preset), `targets` (benchmarks
 against the results), `runs NAME` (a table of benchmarks/development-runs.json) or `options`
 (every setting, by concern, as `cifarlab train --help` gives it), `epochs FILE`
 (benchmarks/epoch_time.py's epoch times), `peak FILE` (benchmarks/machine_peak.py's rates) or
-`profile FILE` (benchmarks/profile_step.py's operator time) or `compare A B` (two bench
-results files paired by seed, as `cifarlab compare A B` prints them). The test suite runs the
+`profile FILE` (benchmarks/profile_step.py's operator time), `compare A B` (two bench
+results files paired by seed, as `cifarlab compare A B` prints them), `candidates FILE`
+(benchmarks/budget_candidates.py's development runs) or `budgets FILE` (a bench file's
+`--time` runs against its presets; benchmarks/budget_tables.py). The test suite runs the
 check, so a table edited by hand, or a JSON file or setting changed without regenerating,
 fails it.
 """
@@ -25,6 +27,8 @@ import re
 import sys
 from pathlib import Path
 
+from budget_tables import budget_table, candidates_table
+
 from cifarlab.jobs.bench import markdown_table, summarize_all, wall_time
 from cifarlab.reporting.bench_compare import compare_benches, format_bench_comparison
 from cifarlab.runs import DEFAULT_PRESET, PRESETS, Config, make_config, option_name
@@ -34,11 +38,13 @@ HERE = ROOT / "benchmarks"
 FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 BLOCK = re.compile(r"(<!-- table (?P<name>[^>]+?) -->\n)(?P<body>.*?)(<!-- end table -->)",
                    re.DOTALL)
-# Where each preset's figure in the README comes from: a `cifarlab bench` results file, else a
-# single run of development-runs.json (table, row), else why it has none.
-PRESET_RESULTS = {"fast": "cpu-2core-xeon.json", "90": "cpu-2core-xeon.json",
-                  "94": "cpu-2core-94-record.json", "95": "cpu-2core-95.json",
-                  "seed-fast": "cpu-2core-xeon.json"}
+# Where each preset's figures in the README come from: `cifarlab bench` results files, one row
+# each (a machine each), else a single run of development-runs.json (table, row), else why it
+# has none.
+AVX2 = "cpu-2core-avx2.json"
+PRESET_RESULTS = {"fast": ["cpu-2core-xeon.json"], "90": ["cpu-2core-xeon.json"],
+                  "94": ["cpu-2core-94-record.json"], "95": ["cpu-2core-95.json"],
+                  "seed-fast": ["cpu-2core-xeon.json"]}  # AVX2: after its bench
 SINGLE_RUNS = {"tutorial": ("starting-points", 0), "seed": ("starting-points", 1)}
 UNMEASURED = {"finetune": "not measured: no pretrained weights can be downloaded here",
               "resnet18": "not measured: a GPU recipe, slow on a CPU"}
@@ -52,7 +58,9 @@ def machine(result: dict) -> str:
     """The machine as the tables name it: cores, CPU, native bf16 and GPU where recorded,
     torch."""
     cpus = sorted({r.get("cpu", result.get("cpu")).replace("(R)", "") for r in result["runs"]})
-    bf16 = " with native bf16" if result.get("native_bf16") else ""
+    bf16 = (" with native bf16" if result.get("native_bf16") else
+            f" without native bf16 ({result['cpu_capability']}, float32)"
+            if "cpu_capability" in result else "")
     gpu = f", GPU {result['gpu']}" if result.get("gpu") else ""
     return (f"{result.get('cpu_count', '?')}-core {' and '.join(cpus)}{bf16}{gpu}, torch "
             f"{result.get('torch_version', '?')}")
@@ -77,14 +85,17 @@ def commands(name: str, result: dict) -> list[str]:
             names = sitting.get("comparators") or sorted(
                 {r["preset"] for r in runs if r.get("comparator")})
             record = f" --compare-record {' '.join(names)}" if names else ""
-            out.append(f"cifarlab bench {' '.join(sitting['presets'])}{record} --seed-list "
-                       f"{seeds} --data-dir PATH --out benchmarks/{name}{tail}")
+            presets = [p for p in sitting["presets"] if not p.startswith("--time ")]
+            budgets = [p.split()[1] for p in sitting["presets"] if p.startswith("--time ")]
+            what = " ".join(presets + (["--time", *budgets] if budgets else []))
+            out.append(f"cifarlab bench {what}{record} --seed-list {seeds} --data-dir PATH "
+                       f"--out benchmarks/{name}{tail}")
     return list(dict.fromkeys(out))
 
 
 def bench_table(name: str) -> str:
     result = load(name)
-    table = markdown_table(result).split("\n\nCPU:")[0]
+    table = markdown_table(result).split("\n\nMachine:")[0]
     lines = [table, "", f"Machine: {machine(result)}. Commits: "
              f"{', '.join(sorted({r.get('commit') or '?' for r in result['runs']}))}.", "",
              "```bash", *commands(name, result), "```"]
@@ -92,29 +103,32 @@ def bench_table(name: str) -> str:
 
 
 def presets_table() -> str:
-    """One figure per preset, then the commands that measured them."""
+    """One figure per preset and machine, then the commands that measured them."""
     lines = ["| preset | what it trains | test accuracy (seeds) | wall time | machine |",
              "| --- | --- | --- | --- | --- |"]
     measured: list[str] = []
     for name, preset in PRESETS.items():
-        figure, wall, where = UNMEASURED.get(name, "not measured"), "", ""
+        rows = [(UNMEASURED.get(name, "not measured"), "", "")]
         if name in PRESET_RESULTS:
-            result = load(PRESET_RESULTS[name])
-            s = summarize_all(result["runs"])[name]
-            figure = (f"{s['test_top1']['mean']:.2f}% ± {s['test_top1']['std']:.2f} "
-                      f"({s['seeds']})")
-            wall = wall_time(s["wall_seconds"]["mean"])
-            where = machine(result).split(", torch")[0]
-            measured += [c for c in commands(PRESET_RESULTS[name], result)
-                         if name in c.split(" --")[0].split()[2:]]
+            rows = []
+            for file in PRESET_RESULTS[name]:
+                result = load(file)
+                s = summarize_all(result["runs"])[name]
+                rows.append((f"{s['test_top1']['mean']:.2f}% ± {s['test_top1']['std']:.2f} "
+                             f"({s['seeds']})", wall_time(s["wall_seconds"]["mean"]),
+                             machine(result).split(", torch")[0]))
+                measured += [c for c in commands(file, result)
+                             if name in c.split(" --")[0].split()[2:]]
         elif name in SINGLE_RUNS:
             table, row = SINGLE_RUNS[name]
             t = load("development-runs.json")["tables"][table]
             cells = dict(zip(t["columns"], t["rows"][row]["cells"], strict=True))
-            figure = f"{cells['test top-1']} (1 run, {cells['epochs run']} epochs)"
-            wall, where = cells["wall time"], t["machine"].split(",")[0]
+            rows = [(f"{cells['test top-1']} (1 run, {cells['epochs run']} epochs)",
+                     cells["wall time"], t["machine"].split(",")[0])]
             measured.append(t["commands"][row])
-        lines.append(f"| `{name}` | {preset.description} | {figure} | {wall} | {where} |")
+        for i, (figure, wall, where) in enumerate(rows):
+            first = f"`{name}` | {preset.description}" if i == 0 else " | "
+            lines.append(f"| {first} | {figure} | {wall} | {where} |")
     return "\n".join([*lines, "", "```bash", *dict.fromkeys(measured), "```"])
 
 
@@ -210,22 +224,32 @@ def epochs_table(name: str) -> str:
 
 
 def peak_table(name: str) -> str:
-    """benchmarks/machine_peak.py's results: the matrix-product rate, then each preset's
-    convolutions."""
+    """benchmarks/machine_peak.py's results: the matrix-product rate in each precision, then
+    each preset's convolutions against the rate in its precision (files of before: bf16)."""
     result = load(name)
-    peak = result["bf16_matmul_flop_per_s"]
+    peaks = result.get("matmul_flop_per_s") or {"bfloat16": result["bf16_matmul_flop_per_s"]}
+    sizes = (result["matmul_by_size"] if "matmul_flop_per_s" in result
+             else {"bfloat16": result["matmul_by_size"]})
     lines = ["| what | TFLOP/s | of the matrix product |", "| --- | --- | --- |"]
-    for n, rate in result["matmul_by_size"].items():
-        lines.append(f"| bf16 matrix product {n}×{n} | {rate / 1e12:.2f} | "
-                     f"{100 * rate / peak:.0f}% |")
-    for preset, sizes in result["presets"].items():
-        for size, p in sizes.items():
+    for precision, rates in sizes.items():
+        for n, rate in rates.items():
+            lines.append(f"| {_short(precision)} matrix product {n}×{n} | {rate / 1e12:.2f} | "
+                         f"{100 * rate / peaks[precision]:.0f}% |")
+    for preset, entries in result["presets"].items():
+        peak = peaks[entries.get("precision", "bfloat16")]
+        for size, p in entries.items():
+            if size == "precision":
+                continue
             lines.append(f"| `{preset}`'s convolutions at {size}, forward and backward | "
                          f"{p['conv_flop_per_s'] / 1e12:.2f} | "
                          f"{100 * p['conv_flop_per_s'] / peak:.0f}% |")
     return "\n".join([*lines, "", f"Machine: {machine_of(result)}.", "", "```bash",
                        f"python benchmarks/machine_peak.py {' '.join(result['presets'])} "
                        f"--out benchmarks/{name}", "```"])
+
+
+def _short(precision: str) -> str:
+    return {"bfloat16": "bf16", "float16": "fp16"}.get(precision, precision)
 
 
 def profile_table(name: str) -> str:
@@ -249,7 +273,9 @@ def profile_table(name: str) -> str:
 
 def machine_of(result: dict) -> str:
     """A machine record that is not a bench file (no runs): cores, CPU or GPU, torch."""
-    bf16 = " with native bf16" if result.get("native_bf16") else ""
+    bf16 = (" with native bf16" if result.get("native_bf16") else
+            f" without native bf16 ({result['cpu_capability']}, float32)"
+            if "cpu_capability" in result else "")
     what = result.get("gpu") or result.get("cpu", "?").replace("(R)", "")
     return f"{result.get('cpu_count', '?')}-core {what}{bf16}, torch {result.get('torch_version')}"
 
@@ -265,13 +291,42 @@ def _minutes(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
+# The CPU kinds the machines page compares, each by one bench file of fast, 90 and seed-fast.
+KIND_FILES = ["cpu-2core-xeon.json", "cpu-2core.json"]  # AVX2: after its bench
+
+
+def kinds_table() -> str:
+    """`fast`, `90` and `seed-fast` on each CPU kind measured: accuracy and wall time."""
+    names = ["fast", "90", "seed-fast"]
+    lines = ["| CPU (2 cores) | " + " | ".join(f"`{n}`" for n in names) + " |",
+             "| --- |" + " --- |" * len(names)]
+    for file in KIND_FILES:
+        result = load(file)
+        s = summarize_all(result["runs"])
+        cells = [f"{s[n]['test_top1']['mean']:.2f}% in {wall_time(s[n]['wall_seconds']['mean'])}"
+                 for n in names]
+        lines.append(f"| {machine(result).split(', torch')[0]} | " + " | ".join(cells) + " |")
+    return "\n".join([*lines, "", "Each: the test accuracy, mean over 3 seeds, and the mean wall "
+                       "time of the whole `cifarlab train` process; every run and its command "
+                       "in [Benchmarks](../benchmarks.md)."])
+
+
+def budgets_table(name: str) -> str:
+    """A bench file's `--time` runs against its presets, with the machine and commands."""
+    result = load(name)
+    return "\n".join([budget_table(name), "", f"Machine: {machine(result)}.", "", "```bash",
+                      *commands(name, result), "```"])
+
+
 def render(name: str) -> str:
     kind, _, arg = name.partition(" ")
     makers = {"bench": bench_table, "runs": runs_table, "epochs": epochs_table,
-              "peak": peak_table, "profile": profile_table, "compare": compare_table}
+              "peak": peak_table, "profile": profile_table, "compare": compare_table,
+              "budgets": budgets_table, "candidates": candidates_table}
     if kind in makers:
         return makers[kind](arg)
-    return {"presets": presets_table, "targets": targets_table, "options": options_table}[kind]()
+    return {"presets": presets_table, "targets": targets_table, "options": options_table,
+            "kinds": kinds_table}[kind]()
 
 
 def regenerate(check: bool) -> list[str]:

@@ -3,11 +3,19 @@ settings (as a Config, as a Trainer, as command-line options), a run's rows, a l
 
 from __future__ import annotations
 
+import os
+
+# Under pytest-xdist each worker takes its share of the cores, it and the processes it starts
+# (set before torch is imported): two workers of all cores each would fight over them.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(_share)
+
+# ruff: noqa: E402
 import functools
 import hashlib
 import http.server
 import io
-import os
 import pickle
 import tarfile
 import threading

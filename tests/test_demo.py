@@ -83,6 +83,7 @@ def test_the_api_gives_predicts_probabilities_and_messages(trained_run, serving,
 
 
 @needs_chromium
+@pytest.mark.xdist_group("real_fast_run")  # beside test_real_data: one training
 def test_the_page_classifies_a_real_photo_and_reports_a_broken_file(real_fast_run, real_data,
                                                                     serving, tmp_path):
     """A test-set photo the run never trained on, enlarged and saved as JPEG, dropped on the
@@ -130,9 +131,11 @@ def test_the_page_classifies_a_real_photo_and_reports_a_broken_file(real_fast_ru
 
 def test_the_command_serves_until_ctrl_c(trained_run, tmp_path):
     port = free_port()
+    # faulthandler: a demo that does not stop dumps its threads' stacks when aborted below.
     proc = subprocess.Popen([sys.executable, "-m", "cifarlab", "demo", str(trained_run),
                              "--port", str(port), "--device", "cpu"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     try:
         line = ""
         while "Ctrl-C stops it" not in line:
@@ -142,7 +145,12 @@ def test_the_command_serves_until_ctrl_c(trained_run, tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as page:
             assert page.status == 200 and b"gradio" in page.read().lower()
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            pytest.fail("Ctrl-C did not stop the demo in 60 s; where it was:\n"
+                        + proc.communicate(timeout=30)[0][-6000:])
     finally:
         proc.kill()
     assert proc.returncode == 0 and "demo stopped" in out and "Traceback" not in out

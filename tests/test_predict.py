@@ -58,6 +58,7 @@ def test_transparent_pixels_become_white_and_gray_becomes_rgb(tmp_path):
     assert (load_image(tmp_path / "gray.png") == 77).all()
 
 
+@pytest.mark.cpu_kinds
 def test_predictions_match_the_model_on_the_same_pixels(trained_run, tmp_path):
     """A saved test image gives exactly the probabilities the model gives in evaluation:
     same scaling and normalisation as in training."""

@@ -10,6 +10,7 @@ FLOOR = 84.5
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("real_fast_run")  # one worker trains it
 def test_default_preset_on_real_cifar10(real_fast_run):
     m = real_fast_run[1]
     assert m["test_top1"] >= FLOOR, f"test accuracy {m['test_top1']:.2f}% < {FLOOR}%"

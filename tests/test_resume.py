@@ -86,6 +86,7 @@ def test_stopped_then_resumed_run_equals_the_uninterrupted_one(bigger_data, refe
     assert_same_run(run, reference)
 
 
+@pytest.mark.cpu_kinds
 def test_resume_in_process_with_ema_mixup_and_a_mid_epoch_stop(fake_data, tmp_path):
     settings = dict(epochs=3, ema_decay=0.9, mixup_alpha=0.4)
     ref = train(tiny_config(fake_data, tmp_path / "ref", **settings), quiet=True)

@@ -80,6 +80,7 @@ def test_a_trainer_takes_its_parts(fake_data):
     assert torch.equal(torch.cat(seen), ~first) and 0.3 < first.float().mean() < 0.7
 
 
+@pytest.mark.cpu_kinds
 def test_bf16_autocast_on_the_cpu_computes_in_bf16(fake_data):
     t = tiny_trainer(fake_data, amp="bf16")
     dtypes = []

@@ -20,6 +20,7 @@ from cifarlab.runs import Config, RunFolder
 from conftest import fit_in, rows, tiny_args, tiny_config, tiny_trainer
 
 
+@pytest.mark.cpu_kinds
 def test_run_folder_holds_everything(fake_data, tmp_path):
     m = train(tiny_config(fake_data, tmp_path / "run"), quiet=True)
     run = tmp_path / "run"
@@ -83,6 +84,7 @@ def test_the_test_sees_the_runs_tta(fake_data, tmp_path):
     assert evaluate(tmp_path / "run")["top1"] == pytest.approx(m["test_top1"])
 
 
+@pytest.mark.cpu_kinds
 def test_seeded_runs_repeat_exactly(fake_data, tmp_path):
     a = train(tiny_config(fake_data, tmp_path / "a"), quiet=True)
     b = train(tiny_config(fake_data, tmp_path / "b"), quiet=True)

@@ -7,6 +7,7 @@ import ctypes
 import os
 import platform
 import random
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -62,9 +63,24 @@ def eval_batch_size(setting: int | None, device: torch.device) -> int:
     return setting if setting is not None else (250 if device.type == "cpu" else 1000)
 
 
+# oneDNN's instruction sets with bf16 arithmetic: capped below them (ONEDNN_MAX_CPU_ISA, e.g.
+# AVX2, to try the path of CPUs without), bf16 is emulated and slower than float32.
+_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX10", "ALL",
+               "DEFAULT")
+NATIVE_BF16_ENV = "CIFARLAB_NATIVE_BF16"  # 0: treat the CPU as one without native bf16
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 in hardware (AMX or AVX512-BF16), where bf16 convolutions
-    run about twice as fast as float32; elsewhere bf16 is emulated and slower."""
+    run about twice as fast as float32; elsewhere bf16 is emulated, far slower than float32.
+    CIFARLAB_NATIVE_BF16=0 or 1 overrides the check; ONEDNN_MAX_CPU_ISA capped below bf16 (as
+    in `ONEDNN_MAX_CPU_ISA=AVX2`) counts as no native bf16."""
+    override = os.environ.get(NATIVE_BF16_ENV, "").strip()
+    if override in ("0", "1"):
+        return override == "1"
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if isa and not isa.startswith(_BF16_ISAS):
+        return False
     for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
         fn = getattr(torch.cpu, probe, None)  # private helpers, absent in some torch builds
         try:
@@ -75,18 +91,37 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """Whether this GPU computes bf16 in hardware: compute capability 8.0 (Ampere) or more.
+    torch.cuda.is_bf16_supported() also counts emulation, and cuDNN has no bf16 convolutions
+    on older GPUs (T4, V100)."""
+    return torch.cuda.get_device_capability(device) >= (8, 0)
+
+
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for this setting and device, or None for full precision.
-    auto: bf16 (fp16 on GPUs without bf16) on CUDA, bf16 on CPUs with native bf16, else none."""
+    auto: on CUDA bf16 from Ampere on, fp16 (with a gradient scaler) on older GPUs; bf16 on
+    CPUs with native bf16; else none (float32)."""
     if amp == "off":
         return None
     if amp == "auto":
         if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            return torch.bfloat16 if cuda_has_native_bf16(device) else torch.float16
         if device.type == "cpu" and cpu_has_native_bf16():
             return torch.bfloat16
         return None
     return {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+
+def compute_dtype(amp: str, device: torch.device) -> torch.dtype:
+    """The dtype a run's matrix products and convolutions compute in: its autocast dtype, else
+    float32."""
+    return amp_dtype(amp, device) or torch.float32
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """A compute dtype as logs and results name it: bfloat16, float16, float32 (None)."""
+    return str(dtype or torch.float32).removeprefix("torch.")
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -156,19 +191,54 @@ def gpu_peak_memory_mb(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**20
 
 
+def host_reads_are_free(device: torch.device) -> bool:
+    """Whether reading a tensor's value on the host (`.item()`, `.tolist()`, `bool()`) costs
+    nothing much on `device`: on the CPU it is a read; on a GPU it waits for every kernel queued
+    before it, so the training step avoids them there."""
+    return device.type == "cpu"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device` (a GPU's kernels run after the call that queued
+    them returns): before reading a clock."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def process_age() -> float:
+    """Seconds since this process started, interpreter and imports included (Linux: /proc;
+    elsewhere 0, so that a budget counts from when this is asked)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: ticks after boot
+        return max(0.0, float(Path("/proc/uptime").read_text().split()[0]) - started)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
+
+
 def cpu_name() -> str:
-    """The CPU's model name (Linux: /proc/cpuinfo), else its kind."""
+    """The CPU's model name (Linux: /proc/cpuinfo; macOS: sysctl), else its kind."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    if platform.system() == "Darwin":
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"],
+                                 capture_output=True, text=True, timeout=5).stdout.strip()
+            if out:
+                return out
     return platform.processor() or platform.machine()
 
 
 def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU's model and core count."""
+    """The GPU's name (Apple's: its chip's), or the CPU's model and core count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return f"{cpu_name()} GPU (MPS)"
     return f"{cpu_name()}, {os.cpu_count()} cores"

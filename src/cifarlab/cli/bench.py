@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 from cifarlab.errors import CifarlabError
-from cifarlab.jobs.bench import bench, find_comparators, markdown_table
+from cifarlab.jobs.bench import bench, budget_entry, find_comparators, markdown_table
+from cifarlab.jobs.budget import parse_duration
 from cifarlab.runs import PRESETS
 
 
@@ -19,6 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "and write accuracy (mean ± std), wall time and peak memory to a JSON file. "
                     "Options after `--` go to every `cifarlab train`.")
     p.add_argument("presets", nargs="*", metavar="PRESET", help=f"of: {', '.join(PRESETS)}")
+    p.add_argument("--time", nargs="+", default=[], metavar="BUDGET",
+                   help="also run `cifarlab train --time BUDGET` for each budget (90s, 2m, "
+                        "...): its wall time against the budget, beside the presets")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default: 1)")
     p.add_argument("--seed-list", metavar="S,S,...", help="run these seeds instead (e.g. 2,3) "
                    "and merge them into --out if it exists: measure long presets in sittings")
@@ -56,14 +60,16 @@ def handle(args: argparse.Namespace) -> int:
         print(markdown_table(json.loads(Path(args.table).read_text())))
         return 0
     unknown = [p for p in args.presets if p not in PRESETS]
-    if not args.presets or unknown:
+    if not (args.presets or args.time) or unknown:
         raise CifarlabError(f"name presets to run (unknown: {', '.join(unknown) or 'none'}); "
-                            f"choose from {', '.join(PRESETS)}")
+                            f"choose from {', '.join(PRESETS)}, or give --time BUDGET")
+    for budget in args.time:
+        parse_duration(budget)  # a mistyped budget is refused before any run
     seeds = seed_list(args)
     comparators = (find_comparators(Path(args.benchmarks_dir), args.compare_record)
                    if args.compare_record is not None else {})  # before any run
     extra = args.train_args + (["--data-dir", args.data_dir] if args.data_dir else [])
-    bench(args.presets, seeds, Path(args.out),
+    bench(args.presets + [budget_entry(b) for b in args.time], seeds, Path(args.out),
           runs_root=Path(args.runs_dir) if args.runs_dir else None, extra=extra,
           comparators=comparators, merge=bool(args.seed_list))
     return 0

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import time
 
 from cifarlab.cli.options import as_argv
+from cifarlab.jobs.budget import estimate
 from cifarlab.models import describe_model, list_models, list_source_models
 from cifarlab.runs import DEFAULT_PRESET, PRESETS
+from cifarlab.runtime import process_age
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +23,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="only names matching this glob pattern or containing this text")
     m.set_defaults(handler=show_models)
     p = sub.add_parser("presets", help="list the named presets and what they set")
+    p.add_argument("--estimate", action="store_true",
+                   help="instead, predict each preset's wall time on this machine from a "
+                        "short probe of its network (a few seconds to a minute in all)")
+    p.add_argument("--data-dir", help="with --estimate: the CIFAR-10 folder to count its "
+                                      "loading too (default: $CIFARLAB_DATA_DIR, else ./data)")
     p.set_defaults(handler=show_presets)
 
 
@@ -39,6 +47,10 @@ def show_models(args: argparse.Namespace) -> int:
 
 
 def show_presets(args: argparse.Namespace) -> int:
+    if args.estimate:
+        for line in estimate(list(PRESETS), args.data_dir, time.time() - process_age()):
+            print(line, flush=True)
+        return 0
     for name, preset in PRESETS.items():
         mark = " (default)" if name == DEFAULT_PRESET else ""
         print(f"{name}{mark}: {preset.description}")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import time
 
 from cifarlab.cli.options import add_config_options, settings_of
 from cifarlab.errors import CifarlabError
 from cifarlab.jobs.training_run import resume, train
 from cifarlab.runs import DEFAULT_PRESET, PRESETS, make_config
+from cifarlab.runtime import process_age
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +23,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="TOML, YAML or JSON file with the same settings")
     p.add_argument("--quiet", action="store_true",
                    help="print nothing; the log is still written to the run folder")
+    p.add_argument("--time", metavar="BUDGET", default=argparse.SUPPRESS,
+                   help="train the best model that fits this wall-clock time on this machine, "
+                        "test and report included (90s, 2m, 1h30m): a short probe measures "
+                        "the machine, then the network and epochs are chosen (with --preset: "
+                        "its epochs)")
     p.add_argument("--resume", metavar="RUN_DIR", default=argparse.SUPPRESS,
                    help="continue a stopped run from its last.pt, with its own settings "
                         "(only --device, --num-threads, --data-dir may be given)")
@@ -32,10 +39,14 @@ def handle(args: argparse.Namespace) -> int:
     preset, config_file = getattr(args, "preset", None), getattr(args, "config", None)
     settings = settings_of(args)
     if hasattr(args, "resume"):
-        if preset or config_file:
+        if preset or config_file or hasattr(args, "time"):
             raise CifarlabError("--resume continues with the run's own settings; drop "
-                                "--preset and --config")
+                                "--preset, --config and --time")
         resume(args.resume, quiet=args.quiet, **settings)
+        return 0
+    if hasattr(args, "time"):  # counted from the process's start, as a user's clock does
+        train(preset=preset, config_file=config_file, quiet=args.quiet, budget=args.time,
+              started=time.time() - process_age(), **settings)
         return 0
     train(make_config(preset, config_file, **settings), quiet=args.quiet)
     return 0

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from cifarlab.data.pixels import normalize, to_float
+from cifarlab.data.pixels import normalize, per_channel, to_float
+from cifarlab.runtime import host_reads_are_free
 
 _GRAY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 
@@ -128,9 +129,17 @@ def color_jitter(x: torch.Tensor, jitter: Sequence[float], g: torch.Generator) -
             ops.append((fn, _uniform(n, max(0.0, 1 - amount), 1 + amount, g, dev)))
     if hue > 0:
         ops.append((adjust_hue, _uniform(n, -hue, hue, g, dev)))
-    for k in torch.randperm(len(ops), generator=g, device=dev).tolist():
-        fn, factor = ops[k]
-        x = fn(x, factor)
+    order = torch.randperm(len(ops), generator=g, device=dev)
+    if host_reads_are_free(dev):
+        for k in order.tolist():
+            fn, factor = ops[k]
+            x = fn(x, factor)
+        return x
+    # Elsewhere reading the order would stall the device: every operation at every place,
+    # kept where it was drawn (the same result, a few more cheap passes).
+    for place in range(len(ops)):
+        for k, (fn, factor) in enumerate(ops):
+            x = torch.where(order[place] == k, fn(x, factor), x)
     return x
 
 
@@ -184,5 +193,5 @@ class Augmenter:
             x = color_jitter(x, self.color_jitter, g)
         if self.cutout:
             # Filled with the mean colour, i.e. zeros once normalised (as DeVries & Taylor).
-            x = cutout(x, self.cutout, g, torch.tensor(self.mean, device=x.device))
+            x = cutout(x, self.cutout, g, per_channel(self.mean, x.device, x.dtype))
         return normalize(x, self.mean, self.std)

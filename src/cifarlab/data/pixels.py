@@ -3,6 +3,7 @@ Training's augmentation and every inference path use these same three steps."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -14,10 +15,21 @@ def to_float(images: torch.Tensor) -> torch.Tensor:
     return images.div(255).to(torch.float32)
 
 
+@functools.lru_cache(maxsize=64)
+def _per_channel(values: tuple[float, ...], device: torch.device, dtype: torch.dtype
+                 ) -> torch.Tensor:
+    return torch.tensor(values, device=device, dtype=dtype).view(1, -1, 1, 1)
+
+
+def per_channel(values: Sequence[float], device: torch.device, dtype: torch.dtype
+                ) -> torch.Tensor:
+    """Per-channel values as a (1, C, 1, 1) tensor on `device`, made once: a copy to a GPU in
+    every step would stall it."""
+    return _per_channel(tuple(map(float, values)), torch.device(device), dtype)
+
+
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-    return (x - m) / s
+    return (x - per_channel(mean, x.device, x.dtype)) / per_channel(std, x.device, x.dtype)
 
 
 def resize(x: torch.Tensor, size: int) -> torch.Tensor:

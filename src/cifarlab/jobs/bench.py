@@ -30,8 +30,15 @@ from cifarlab.errors import CifarlabError
 from cifarlab.files import publish_text
 from cifarlab.intervals import summary as over_seeds
 from cifarlab.jobs.throughput import matmul_rate
-from cifarlab.runs import RunFolder
-from cifarlab.runtime import cpu_has_native_bf16, cpu_name, resolve_device
+from cifarlab.runs import PRESETS, RunFolder
+from cifarlab.runtime import (
+    compute_dtype,
+    cpu_has_native_bf16,
+    cpu_name,
+    device_name,
+    precision_name,
+    resolve_device,
+)
 from cifarlab.training.flops import training_flops
 from cifarlab.version import __version__
 
@@ -89,16 +96,25 @@ def timed(cmd: list[str]) -> tuple[float, float | None]:
     return wall, peak
 
 
-def run_preset(preset: str, seed: int, run_dir: Path, extra: list[str]) -> dict[str, Any]:
-    """One `cifarlab train` in a child process: its accuracy, wall time and peak memory."""
-    wall, peak = timed([sys.executable, "-m", "cifarlab", "train", "--preset", preset,
+def budget_entry(budget: str) -> str:
+    """The name of a time budget's runs among the presets of a results file."""
+    return f"--time {budget}"
+
+
+def run_preset(name: str, seed: int, run_dir: Path, extra: list[str]) -> dict[str, Any]:
+    """One `cifarlab train` in a child process, of a preset or a time budget (`budget_entry`):
+    its accuracy, wall time and peak memory (and a budget's plan)."""
+    what = name.split() if name.startswith("--time ") else ["--preset", name]
+    wall, peak = timed([sys.executable, "-m", "cifarlab", "train", *what,
                         "--seed", str(seed), "--run-dir", str(run_dir), *extra])
     metrics = RunFolder(run_dir).metrics() or {}
-    return {"preset": preset, "seed": seed, "test_top1": metrics["test_top1"],
+    plan = {"plan": metrics["budget"]} if "budget" in metrics else {}
+    return {"preset": name, "seed": seed, **plan, "test_top1": metrics["test_top1"],
             "test_top5": metrics["test_top5"], "epochs": metrics["epochs"],
             "wall_seconds": wall, "train_seconds": metrics["train_seconds"],
             "peak_rss_mb": peak, "gpu_peak_memory_mb": metrics.get("gpu_peak_memory_mb"),
-            "device": metrics["device"], "run_dir": str(run_dir)}
+            "device": metrics["device"], "device_name": metrics["device_name"],
+            "precision": metrics["precision"], "run_dir": str(run_dir)}
 
 
 def run_flops(run_dir: Path) -> dict[str, float]:
@@ -109,28 +125,46 @@ def run_flops(run_dir: Path) -> dict[str, float]:
     return training_flops(folder.settings(), len(metrics["classes"]), metrics["train_images"])
 
 
-PEAK_SECONDS = 3.0  # per matrix size: long enough for the best of repeats to be the rate
+PEAK_SECONDS = 1.0  # per matrix size: enough repeats for the best of them to be the rate
 
 
-def measure_peak(device: torch.device) -> float:
-    rate = matmul_rate(device, sizes=(1024, 2048), seconds=PEAK_SECONDS)
-    print(f"bf16 matrix product: {rate / 1e12:.2f} TFLOP/s (best of repeats)", flush=True)
+def measure_peak(device: torch.device, precision: str) -> float:
+    """The matrix-product rate of `device` in `precision` (bfloat16, float16, float32)."""
+    rate = matmul_rate(device, getattr(torch, precision), seconds=PEAK_SECONDS)
+    print(f"{precision} matrix product: {rate / 1e12:.2f} TFLOP/s (best of repeats)", flush=True)
     return rate
+
+
+def _where(record: dict[str, Any]) -> str:
+    """The device a sitting or run computed on: its GPU, else its CPU (older files: the CPU)."""
+    return record.get("device_name") or record["cpu"]
+
+
+def ceilings(result: dict[str, Any]) -> dict[tuple[str, str], float]:
+    """{(device, precision): the best matrix-product rate any sitting of the file measured
+    there in that precision}: on a shared machine noise only lowers a measured rate. Files of
+    before measured bf16 only."""
+    best: dict[tuple[str, str], float] = {}
+    for sitting in result.get("sittings", []):
+        rates = dict(sitting.get("matmul_flop_per_s", {}))
+        if sitting.get("bf16_matmul_flop_per_s"):
+            rates.setdefault("bfloat16", sitting["bf16_matmul_flop_per_s"])
+        for precision, rate in rates.items():
+            key = (_where(sitting), precision)
+            best[key] = max(rate, best.get(key, 0.0))
+    return best
 
 
 def add_utilisation(result: dict[str, Any]) -> None:
     """For each run with training FLOPs: the achieved rate over its training time, and that
-    rate's share of the best bf16 matrix-product rate any sitting of the file measured on its
-    CPU (on a shared machine noise only lowers a measured rate); then the summary."""
-    ceilings: dict[str, float] = {}
-    for sitting in result.get("sittings", []):
-        rate = sitting.get("bf16_matmul_flop_per_s")
-        if rate:
-            ceilings[sitting["cpu"]] = max(rate, ceilings.get(sitting["cpu"], 0.0))
+    rate's share of the best matrix-product rate measured on its device in the precision it
+    computed in (runs of before: bf16); then the summary."""
+    ceiling = ceilings(result)
     for run in result["runs"]:
-        if "train_flops" in run and run.get("cpu") in ceilings:
+        key = (_where(run), run.get("precision", "bfloat16")) if "cpu" in run else None
+        if "train_flops" in run and key in ceiling:
             run["train_flop_per_s"] = run["train_flops"]["total"] / run["train_seconds"]
-            run["utilisation"] = run["train_flop_per_s"] / ceilings[run["cpu"]]
+            run["utilisation"] = run["train_flop_per_s"] / ceiling[key]
     result["runs"].sort(key=lambda r: (bool(r.get("comparator")), r["preset"], r["seed"]))
     result["summary"] = summarize_all(result["runs"])
 
@@ -182,6 +216,7 @@ def machine() -> dict[str, Any]:
     return {"commit": git_commit(), "cifarlab_version": __version__,
             "torch_version": torch.__version__, "python": platform.python_version(),
             "cpu": cpu_name(), "cpu_count": os.cpu_count(), "native_bf16": cpu_has_native_bf16(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
 
 
@@ -215,28 +250,32 @@ def bench(presets: list[str], seeds: list[int], out: Path, *, runs_root: Path | 
                             f"has no test/ folder; add PATH/test/CLASS/IMAGE")
     info = machine()  # this sitting's machine and commit, also kept with each of its runs
     device = resolve_device("auto")
-    before = measure_peak(device)
     result = start_results(out, merge, presets, extra, info)
     sitting = {"started": stamp, "seeds": seeds, "presets": presets,
-               "comparators": list(comparators), **info, "bf16_matmul_flop_per_s": before}
+               "comparators": list(comparators), **info, "device_name": device_name(device),
+               "matmul_measured": {}, "matmul_flop_per_s": {}}
+    measure_ceiling(sitting, device, precision_name(compute_dtype("auto", device)))
     result.setdefault("sittings", []).append(sitting)
     counted: dict[str, dict[str, float]] = {}  # training FLOPs, counted once per preset
     for seed in seeds:
         for name in presets + list(comparators):
-            run_dir = runs_root / f"{stamp}-{name}-seed{seed}"
+            run_dir = runs_root / f"{stamp}-{name.replace('--time ', 'time-')}-seed{seed}"
             run = (run_comparator(name, comparators[name], seed, run_dir, data_dir,
                                   "--compile" in extra) if name in comparators
                    else run_preset(name, seed, run_dir, extra))
             if name not in comparators:
-                run["train_flops"] = counted.setdefault(name, run_flops(run_dir))
+                key = name if name in PRESETS else f"{name} {seed}"  # a budget's plan varies
+                run["train_flops"] = counted.setdefault(key, run_flops(run_dir))
+                if run["precision"] not in sitting["matmul_measured"]:
+                    measure_ceiling(sitting, device, run["precision"])
             run.update(started=stamp, cpu=info["cpu"], commit=info["commit"])
             result["runs"] = [r for r in result["runs"]
                               if (r["preset"], r["seed"]) != (name, seed)] + [run]
             add_utilisation(result)
             publish_text(out, json.dumps(result, indent=2) + "\n")  # keep what is done
-    # The rate again after the runs: on a shared machine the best of both is the ceiling.
-    sitting["bf16_matmul_measured"] = [before, measure_peak(device)]
-    sitting["bf16_matmul_flop_per_s"] = max(sitting["bf16_matmul_measured"])
+    # The rates again after the runs: on a shared machine the best of both is the ceiling.
+    for precision in list(sitting["matmul_measured"]):
+        measure_ceiling(sitting, device, precision)
     add_utilisation(result)
     publish_text(out, json.dumps(result, indent=2) + "\n")
     print(markdown_table(result))
@@ -244,10 +283,18 @@ def bench(presets: list[str], seeds: list[int], out: Path, *, runs_root: Path | 
     return result
 
 
+def measure_ceiling(sitting: dict[str, Any], device: torch.device, precision: str) -> None:
+    """Measure the matrix-product rate in `precision` once more for this sitting; its ceiling
+    there is the best of its measurements."""
+    measured = sitting["matmul_measured"].setdefault(precision, [])
+    measured.append(measure_peak(device, precision))
+    sitting["matmul_flop_per_s"][precision] = max(measured)
+
+
 def markdown_table(result: dict[str, Any]) -> str:
-    """The results as a Markdown table, one row per preset and comparator, and the CPU. The
-    utilisation column (training FLOP/s over the sitting's bf16 matrix-product rate) and the
-    GPU memory column appear when some run has them."""
+    """The results as a Markdown table, one row per preset and comparator, and the machine
+    (the GPU or the CPU). The utilisation column (training FLOP/s over the matrix-product rate
+    in the run's precision) and the GPU memory column appear when some run has them."""
     summary = summarize_all(result["runs"])
     comparators = [n for n in summary if any(r.get("comparator") for r in result["runs"]
                                              if r["preset"] == n)]
@@ -273,9 +320,11 @@ def markdown_table(result: dict[str, Any]) -> str:
                         else "")
                      + f" {_gb(s['peak_rss_mb'])} |"
                      + (f" {_gb(s.get('gpu_peak_memory_mb'))} |" if gpu else ""))
-    cpus = sorted({r.get("cpu", result.get("cpu")) for r in result["runs"]})
-    lines.append(f"\nCPU: {', '.join(cpus)}" + ("  (runs from different machines: compare "
-                                               "with care)" if len(cpus) > 1 else ""))
+    where = sorted({r.get("device_name") or r.get("cpu", result.get("cpu"))
+                    for r in result["runs"]})
+    lines.append(f"\nMachine: {'; '.join(where)}" + ("  (runs from different machines: "
+                                                     "compare with care)" if len(where) > 1
+                                                     else ""))
     return "\n".join(lines)
 
 

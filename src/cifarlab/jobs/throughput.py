@@ -1,8 +1,8 @@
 """What this machine can compute, measured the same day as the runs it is compared with: the
-bf16 matrix-product rate (the ceiling a training run's utilisation is measured against), and
-the rate of a preset's own convolutions, forward and backward, at its batch and memory format.
-Used by `cifarlab bench` (the matrix-product rate, once per sitting) and
-benchmarks/machine_peak.py (both)."""
+matrix-product rate in a run's precision (the ceiling a training run's utilisation is measured
+against), and the rate of a preset's own convolutions, forward and backward, at its batch and
+memory format. Used by `cifarlab bench` (the matrix-product rate, once per sitting and
+precision) and benchmarks/machine_peak.py (both)."""
 
 from __future__ import annotations
 
@@ -16,32 +16,35 @@ from torch import nn
 from cifarlab.models import create_model
 from cifarlab.models.cpu_convolutions import cpu_convolutions
 from cifarlab.runs import Config
-from cifarlab.runtime import use_channels_last
+from cifarlab.runtime import synchronize, use_channels_last
 
 
 def _best_seconds(fn, seconds: float, device: torch.device) -> float:
     """The fastest of repeated calls of `fn` within about `seconds` (after one warm-up call):
     the machine's rate, not its noise."""
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     fn()
-    sync()
+    synchronize(device)
     best, start = float("inf"), time.perf_counter()
     while time.perf_counter() - start < seconds:
         t0 = time.perf_counter()
         fn()
-        sync()
+        synchronize(device)
         best = min(best, time.perf_counter() - t0)
     return best
 
 
+# Square sizes whose products reach the device's rate within a second or two: a CPU's at 2048
+# (in float32, where bf16 is emulated, one 2048 product takes about 0.1 s; in emulated bf16
+# 15 s, so such a CPU is measured in the float32 its runs use), a GPU's only at 8192.
+MATMUL_SIZES = {"cpu": (1024, 2048), "cuda": (4096, 8192), "mps": (2048, 4096)}
+
+
 def matmul_rate(device: torch.device, dtype: torch.dtype = torch.bfloat16,
-                sizes: tuple[int, ...] = (2048, 4096), seconds: float = 1.5) -> float:
-    """FLOP/s of the fastest square matrix product of `sizes` in `dtype` (best of repeats)."""
+                sizes: tuple[int, ...] | None = None, seconds: float = 1.5) -> float:
+    """FLOP/s of the fastest square matrix product of `sizes` (default: the device's
+    MATMUL_SIZES) in `dtype` (best of repeats)."""
     rates = []
-    for n in sizes:
+    for n in sizes or MATMUL_SIZES.get(device.type, MATMUL_SIZES["cpu"]):
         a = torch.randn(n, n, device=device).to(dtype)
         b = torch.randn(n, n, device=device).to(dtype)
         rates.append(2 * n**3 / _best_seconds(lambda a=a, b=b: a @ b, seconds, device))
@@ -65,7 +68,7 @@ def conv_rates(cfg: Config, device: torch.device, dtype: torch.dtype | None, siz
     """Each convolution of the preset's network at its training batch (--micro-batch pieces
     where it has them), `size` pixels, its memory format and `dtype` (None: float32): FLOPs and
     FLOP/s forward, and forward with backward (input and weight gradients)."""
-    batch = cfg.micro_batch or cfg.batch_size
+    batch = cfg.pieces_of(device.type) or cfg.batch_size
     model = create_model(cfg.model, 10, **cfg.model_args).to(device)
     memory = (torch.channels_last if use_channels_last(cfg.channels_last, device)
               else torch.contiguous_format)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import torch
 from cifarlab.data import DataSplits, load_data
 from cifarlab.data.splits import changed_splits
 from cifarlab.errors import CheckpointError, CifarlabError, TrainingInterrupted
+from cifarlab.jobs.budget import outcome, parse_duration, plan_run
 from cifarlab.metrics import compute_metrics, split_metrics
 from cifarlab.models import predict_logits
 from cifarlab.reporting.tables import format_calibration, format_per_class
@@ -25,6 +27,7 @@ from cifarlab.runtime import (
     device_name,
     eval_batch_size,
     gpu_peak_memory_mb,
+    precision_name,
     prepare_process,
     resolve_device,
 )
@@ -37,15 +40,38 @@ RESUME_OVERRIDES = ("device", "num_threads", "data_dir")  # where it runs, not w
 
 def train(config: Config | None = None, *, preset: str | None = None,
           config_file: str | os.PathLike | None = None, quiet: bool = False,
+          budget: str | float | None = None, started: float | None = None,
           **overrides: Any) -> dict[str, Any]:
     """Train a model and evaluate it on the test set; returns metrics.json's content.
 
     Either pass a Config (from `make_config`), or a preset name / config file / settings,
-    e.g. `train(preset="seed", epochs=5, data_dir="path/to/data")`.
+    e.g. `train(preset="seed", epochs=5, data_dir="path/to/data")`. `budget` ("2m", or
+    seconds) trains the best model that fits that wall-clock time from `started` (a
+    time.time(); default: now) on this machine, test and report included (`jobs.budget`).
     """
+    if budget is not None:
+        if config is not None:
+            raise CifarlabError("a time budget chooses the settings: give a preset, config "
+                                "file or settings, not a Config")
+        return train_within(parse_duration(budget), started or time.time(), preset=preset,
+                            config_file=config_file, quiet=quiet, **overrides)
     cfg = config.validate() if config else make_config(preset, config_file, **overrides)
     continued = elastic_restart(cfg, quiet)
     return continued if continued is not None else run_training(cfg, quiet=quiet)
+
+
+def train_within(budget: float, started: float, *, quiet: bool = False, **settings: Any
+                 ) -> dict[str, Any]:
+    """The run `jobs.budget.plan_run` chooses for `budget` seconds from `started`, then one
+    line on how it kept to the budget."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise CifarlabError("--time plans a run for one process; start it without torchrun")
+    plan, data = plan_run(budget, started, quiet=quiet, **settings)
+    metrics = run_training(plan.cfg, data=data, quiet=quiet, notes=plan.lines,
+                           extra={"budget": plan.record()})
+    RunFolder(metrics["run_dir"], quiet=quiet).log(
+        outcome(plan, time.time() - started, metrics["train_seconds"]))
+    return metrics
 
 
 def elastic_restart(cfg: Config, quiet: bool) -> dict[str, Any] | None:
@@ -93,12 +119,14 @@ def resume(run_dir: str | os.PathLike, quiet: bool = False, **overrides: Any) ->
 def run_training(cfg: Config, *, resume_dir: Path | None = None,
                  saved: dict[str, Any] | None = None, data: DataSplits | None = None,
                  quiet: bool = False, test: bool = True,
-                 on_epoch_end: Callable[[dict[str, Any]], None] | None = None
+                 on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+                 notes: Sequence[str] = (), extra: dict[str, Any] | None = None
                  ) -> dict[str, Any]:
     """One run, new or resumed (from `saved`, the resume state of RESUME_DIR's last.pt).
-    `data`: already loaded (a search loads it once for all trials). `test=False` keeps the
-    test set out (a hyperparameter search); `on_epoch_end(row)` is called after every epoch.
-    Returns metrics.json's content."""
+    `data`: already loaded (a search or a budget's plan loads it first). `test=False` keeps
+    the test set out (a hyperparameter search); `on_epoch_end(row)` is called after every
+    epoch. `notes`: lines already printed that the log keeps too; `extra`: more for
+    metrics.json. Returns metrics.json's content."""
     dist, device = init_distributed(resolve_device(cfg.device))
     # The folder first: a clash is refused before any work. Only rank 0 writes it.
     path = resume_dir or (new_run_dir(cfg.run_dir, cfg.preset) if dist.is_main else None)
@@ -106,6 +134,8 @@ def run_training(cfg: Config, *, resume_dir: Path | None = None,
     together = False  # whether every process leaves by the same path
     try:
         with folder:
+            for line in notes:
+                folder.log(line, echo=False)
             prepare_process(device, cfg.num_threads, cfg.seed)
             if data is None:
                 data = load_data(cfg.dataset, cfg.data_folder(), download=cfg.download,
@@ -128,18 +158,26 @@ def run_training(cfg: Config, *, resume_dir: Path | None = None,
                 together = True  # the processes decided to stop together
                 raise
             together = True
-            metrics = None
-            if dist.is_main and not test:
-                metrics = {**summary,
-                           "test": "not evaluated: the test set is kept out of the search"}
-                folder.write_metrics(metrics)
-            elif dist.is_main:  # the test set is evaluated once, by rank 0
-                metrics, logits = test_once(trainer, folder, summary)
-                folder.write_metrics(metrics)
-                finish(trainer, folder, metrics, logits)
-            return dist.broadcast(metrics)
+            return dist.broadcast(conclude(trainer, folder, summary, test, extra or {}))
     finally:
         dist.close(together)
+
+
+def conclude(trainer: Trainer, folder: RunFolder, summary: dict[str, Any], test: bool,
+             extra: dict[str, Any]) -> dict[str, Any] | None:
+    """Rank 0's end of a run (None on the other processes): metrics.json with `extra`, the
+    test set evaluated once (or kept out of a search), the log's last lines and the report."""
+    if not trainer.dist.is_main:
+        return None
+    if not test:
+        metrics = {**summary, "test": "not evaluated: the test set is kept out of the search"}
+        folder.write_metrics(metrics)
+        return metrics
+    metrics, logits = test_once(trainer, folder, summary)
+    metrics.update(extra)
+    folder.write_metrics(metrics)
+    finish(trainer, folder, metrics, logits)
+    return metrics
 
 
 def record_or_check_data(folder: RunFolder, data: DataSplits, resumed: bool) -> None:
@@ -183,7 +221,8 @@ def test_once(trainer: Trainer, folder: RunFolder, summary: dict[str, Any]
         **split_metrics(m, split), "classes": data.classes, **summary,
         "total_seconds": trainer.elapsed(), "train_images": len(data.train_images),
         "gpu_peak_memory_mb": gpu_peak_memory_mb(trainer.device), "device": str(trainer.device),
-        "device_name": device_name(trainer.device), "torch_version": torch.__version__,
+        "device_name": device_name(trainer.device), "precision": precision_name(nets.amp),
+        "torch_version": torch.__version__,
         "cifarlab_version": __version__, "preset": cfg.preset, "model": cfg.model,
         "seed": cfg.seed,
     }, logits

@@ -74,7 +74,9 @@ class FastNet(nn.Module):
         patches = images.float().unfold(2, 2, 1).unfold(3, 2, 1)  # N, C, 31, 31, 2, 2
         patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, c * 4)
         cov = patches.T @ patches / len(patches)
-        eigvals, eigvecs = torch.linalg.eigh(cov.double())
+        # A one-off 12x12 eigendecomposition, on the CPU in float64 (Apple's MPS has no
+        # float64); the filters then go to the layer's device.
+        eigvals, eigvecs = torch.linalg.eigh(cov.to("cpu", torch.float64))
         k = self.whiten.out_channels // 2
         order = eigvals.argsort(descending=True)[:k]  # the strongest components first
         w = (eigvecs[:, order] / torch.sqrt(eigvals[order] + eps)).T.float()

@@ -65,6 +65,9 @@ class Config:
                                       "pieces of at most this many images, gradients summed: "
                                       "the same step in less memory (BatchNorm sees each "
                                       "piece)")
+    cpu_micro_batch: int | None = setting(None, "on the CPU only, as --micro-batch: what "
+                                          "presets set to bound the CPU's memory (a GPU "
+                                          "steps the whole batch at once)")
     optimizer: str = setting("sgd", "optimizer; muon: Muon on the conv filters (--muon-lr, "
                              "--muon-momentum), Nesterov SGD on the rest",
                              choices=("sgd", "adamw", "muon"))
@@ -187,7 +190,7 @@ class Config:
             (self.mean is None or len(self.mean) == 3, "mean needs 3 values, one per channel"),
             (self.std is None or len(self.std) == 3, "std needs 3 values, one per channel"),
             (self.batch_size >= 1, "batch_size must be at least 1"),
-            (self.micro_batch is None or self.micro_batch >= 2,
+            (all(m is None or m >= 2 for m in (self.micro_batch, self.cpu_micro_batch)),
              "micro_batch must be at least 2 (BatchNorm needs two images)"),
             (self.eval_batch_size is None or self.eval_batch_size >= 1,
              "eval_batch_size must be at least 1"),
@@ -253,6 +256,11 @@ class Config:
         if self.data_dir is not None or self.dataset == "folder":
             return self.data_dir
         return str(default_data_dir())
+
+    def pieces_of(self, device_type: str) -> int | None:
+        """The most images one forward and backward pass takes on this kind of device (None:
+        the whole batch)."""
+        return self.micro_batch or (self.cpu_micro_batch if device_type == "cpu" else None)
 
     def epoch_size(self, epoch: int) -> int:
         """Image size of training epoch `epoch` (from 1): the low-res sizes first, the last

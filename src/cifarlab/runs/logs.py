@@ -16,12 +16,14 @@ CSV_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
 
 
 def format_duration(seconds: float) -> str:
+    """45s, 2m, 2m05s, 1h, 1h05m: as a user writes a duration (and --time reads it)."""
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds}s"
     if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+        return f"{seconds // 60}m" + (f"{seconds % 60:02d}s" if seconds % 60 else "")
+    minutes = seconds % 3600 // 60
+    return f"{seconds // 3600}h" + (f"{minutes:02d}m" if minutes else "")
 
 
 class RunLog:

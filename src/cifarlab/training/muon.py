@@ -3,9 +3,12 @@ one torch optimizer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
+
+from cifarlab.runtime import host_reads_are_free
 
 # Muon's quintic Newton-Schulz coefficients: they push every singular value towards 1 as fast as
 # possible in few steps, ending in about [0.7, 1.2] rather than exactly 1 (which trains as well).
@@ -18,9 +21,10 @@ def orthogonalize(g: torch.Tensor, steps: int = 3, eps: float = 1e-7,
     Frobenius norm 1 (so every singular value starts at or below 1), computed in `dtype` (the
     record uses bf16). All-zero columns stay zero under these steps, so they are left out: an
     ImageNet ResNet on 32-pixel images has 1x1 maps in its last stage, where 8 of a 3x3
-    filter's 9 taps only ever see padding (there, 8x less work for the same result)."""
-    used = g.abs().amax(0) > 0
-    if used.all():
+    filter's 9 taps only ever see padding (there, 8x less work for the same result). On the
+    CPU only: finding them is a host sync, which on a GPU costs more than the work it saves."""
+    used = g.abs().amax(0) > 0 if host_reads_are_free(g.device) else None
+    if used is None or used.all():
         return _newton_schulz(g.to(dtype), steps, eps)
     out = torch.zeros(g.shape, dtype=dtype, device=g.device)
     if used.any():
@@ -29,6 +33,25 @@ def orthogonalize(g: torch.Tensor, steps: int = 3, eps: float = 1e-7,
 
 
 def _newton_schulz(x: torch.Tensor, steps: int, eps: float) -> torch.Tensor:
+    if x.dtype == torch.float32 and x.is_cuda:  # float32 means float32 here, not TF32
+        with full_float32_products():
+            return _quintic_steps(x, steps, eps)
+    return _quintic_steps(x, steps, eps)
+
+
+@contextlib.contextmanager
+def full_float32_products() -> Iterator[None]:
+    """Float32 matrix products in full float32 inside, whatever the process chose (CUDA runs
+    choose TF32 for speed, `runtime.prepare_process`)."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def _quintic_steps(x: torch.Tensor, steps: int, eps: float) -> torch.Tensor:
     a, b, c = NS_COEFFICIENTS
     x = x / (x.norm() + eps)
     tall = x.size(0) > x.size(1)

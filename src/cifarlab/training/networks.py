@@ -4,13 +4,13 @@ average of its weights that is evaluated, and the precision they all compute in.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel
 
 from cifarlab.data.pixels import normalize, to_float
 from cifarlab.errors import CifarlabError
@@ -22,27 +22,41 @@ from cifarlab.runtime import amp_dtype, compile_blocker, use_channels_last
 from cifarlab.training.distributed import Dist
 
 
-def ema_update_fn(decay: float) -> Callable[..., None]:
-    """An EMA step whose decay warms up: update n uses min(decay, (1 + n) / (10 + n)), so the
-    initial weights fade within a short run instead of weighing on it (as in timm)."""
+class MovingAverage(nn.Module):
+    """An exponential moving average of a model's weights and buffers, evaluated instead of
+    them. Its decay warms up: update n (from 0) blends in the model with weight
+    1 - min(decay, (1 + n) / (10 + n)), so the initial weights fade within a short run instead
+    of weighing on it (as in timm); the first update copies the model. Unlike torch's
+    AveragedModel, an update never reads its count back to the host (on a GPU, a wait for every
+    queued kernel); its state_dict has AveragedModel's keys, so older checkpoints load."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        super().__init__()
+        self.module = copy.deepcopy(model)
+        self.decay = decay
+        device = next(model.parameters()).device
+        self.register_buffer("n_averaged", torch.tensor(0, dtype=torch.long, device=device))
+
+    def _tensors(self, model: nn.Module) -> list[torch.Tensor]:
+        return [*model.parameters(), *model.buffers()]
+
     @torch.no_grad()
-    def update(ema: list[torch.Tensor], current: list[torch.Tensor],
-               num_averaged: torch.Tensor) -> None:
-        n = int(num_averaged)
-        weight = 1 - min(decay, (1 + n) / (10 + n))
-        for e, c in zip(ema, current, strict=True):
-            if e.is_floating_point():
-                e.lerp_(c, weight)
+    def update_parameters(self, model: nn.Module) -> None:
+        n = self.n_averaged.to(torch.float32)
+        weight = torch.where(n == 0, 1.0, 1 - ((1 + n) / (10 + n)).clamp(max=self.decay))
+        for mine, theirs in zip(self._tensors(self.module), self._tensors(model), strict=True):
+            if mine.is_floating_point():
+                mine.lerp_(theirs.detach(), weight.to(mine.dtype))
             else:  # e.g. BatchNorm's batch counter
-                e.copy_(c)
-    return update
+                mine.copy_(theirs)
+        self.n_averaged += 1
 
 
 @dataclass
 class Networks:
     model: nn.Module  # the network whose weights the optimizer changes
     train_model: nn.Module  # what a step calls: `model`, maybe under DDP and torch.compile
-    ema: AveragedModel | None  # the moving average of `model`, if any
+    ema: MovingAverage | None  # the moving average of `model`, if any
     device: torch.device
     amp: torch.dtype | None  # the autocast precision of training and evaluation (None: float32)
     channels_last: bool
@@ -93,7 +107,6 @@ def build_networks(cfg: Config, *, num_classes: int, train_images: torch.Tensor,
     compiled = cfg.compile and blocker is None
     if compiled:
         train_model = torch.compile(train_model)
-    ema = (AveragedModel(model, multi_avg_fn=ema_update_fn(cfg.ema_decay), use_buffers=True)
-           if cfg.ema_decay else None)
+    ema = MovingAverage(model, cfg.ema_decay) if cfg.ema_decay else None
     return Networks(model, train_model, ema, device, amp_dtype(cfg.amp, device), channels_last,
                     compiled, blocker)

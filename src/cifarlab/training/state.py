@@ -86,7 +86,7 @@ class TrainRandom:
         np_state = np.random.get_state()
         rng = {"python": random.getstate(),
                "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
-               "torch": torch.get_rng_state(),
+               "torch": torch.get_rng_state(), "device": self.aug.device.type,
                "generators": {"order": self.order.get_state(), "aug": self.aug.get_state()}}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -96,20 +96,44 @@ class TrainRandom:
         return {"rng": rng, "flip_bits": flips}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Every random state as saved; the augmentation stream only when it was saved on
+        this kind of device (see `restore_augmentation`)."""
         rng = state["rng"]
         version, python_state, gauss = rng["python"]
         random.setstate((version, tuple(python_state), gauss))
         kind, keys, *rest = rng["numpy"]
         np.random.set_state((kind, keys.numpy(), *rest))
         torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+        if "cuda" in rng and torch.cuda.is_available():  # as many GPUs as both machines have
+            for index, gpu_state in enumerate(rng["cuda"][:torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(gpu_state, index)
         if "mps" in rng and torch.backends.mps.is_available():
             torch.mps.set_rng_state(rng["mps"])
         self.order.set_state(rng["generators"]["order"])
-        self.aug.set_state(rng["generators"]["aug"])
+        if self.saved_on(state) == self.aug.device.type:
+            self.aug.set_state(rng["generators"]["aug"])
         if state["flip_bits"] is not None:
             self.flip_bits = state["flip_bits"].to(self.aug.device)
+
+    @staticmethod
+    def saved_on(state: dict[str, Any]) -> str:
+        """The kind of device whose augmentation stream `state` holds (older files: the CPU,
+        the only device they ran on)."""
+        return state["rng"].get("device", "cpu")
+
+    def restore_augmentation(self, state: dict[str, Any], aug_state: torch.Tensor, rank: int,
+                             epoch: int) -> str | None:
+        """Continue process `rank`'s augmentation stream from `aug_state`; when it was saved on
+        another kind of device, whose generators keep another state, draw a fresh stream of
+        its own seed instead (the same on every resume) and say so."""
+        saved = self.saved_on(state)
+        if saved == self.aug.device.type:
+            self.aug.set_state(aug_state)
+            return None
+        self.reseed_augmentation(rank, epoch)
+        return (f"the run was saved on {saved} and continues on {self.aug.device.type}: its "
+                "augmentation draws start a fresh stream (reproducible, not the one it would "
+                "have drawn there)")
 
 
 class StopRequest:

@@ -72,6 +72,7 @@ class Trainer:
         self.folder: RunFolder | None = None
         self.started = time.perf_counter()
         self.first_epoch = 1
+        self.notes: list[str] = []  # what the log should say when training starts
 
     # --- state
     def elapsed(self) -> float:
@@ -116,7 +117,9 @@ class Trainer:
         ranks, rank = state["ranks"], self.dist.rank
         if len(ranks) == self.dist.world:  # the same processes: each takes up its own part
             self.state.partial = ranks[rank]["partial"]
-            self.random.aug.set_state(ranks[rank]["aug"])
+            note = self.random.restore_augmentation(state, ranks[rank]["aug"], rank,
+                                                    self.state.epoch)
+            self.notes += [note] if note else []
         elif ranks[0]["partial"] is not None:
             raise CifarlabError(f"the run was stopped in the middle of an epoch with "
                                 f"{len(ranks)} process(es); resume it with as many")
@@ -170,6 +173,8 @@ class Trainer:
         step = self.state.partial["step"] if self.state.partial else 0
         if self.state.epoch or step:
             log(f"resuming after epoch {self.state.epoch}" + (f" at step {step}" if step else ""))
+        for note in self.notes:
+            log(note)
 
     def finish_epoch(self, epoch: int, loss: float, acc: float, t0: float) -> None:
         """Validate (rank 0; every process then takes the same decisions), keep the best
@@ -289,7 +294,7 @@ class Trainer:
         """Forward and backward of the batch's mean loss, in pieces of at most --micro-batch
         images (near-equal sizes), gradients summed: (loss, logits)."""
         cfg = self.cfg
-        n = -(-len(x) // (cfg.micro_batch or len(x)))
+        n = -(-len(x) // (cfg.pieces_of(x.device.type) or len(x)))
         pieces = list(zip(x.tensor_split(n), y.tensor_split(n), y_b.tensor_split(n),
                           strict=True))
         loss, logits = torch.zeros((), device=x.device), []
