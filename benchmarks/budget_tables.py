@@ -61,23 +61,27 @@ def budget_table(name: str) -> str:
     result = json.loads((HERE / name).read_text())
     summary = summarize_all(result["runs"])
     lines = ["| budget | plan (per seed) | wall time, mean (max) | of the budget, at most | "
-             "test accuracy (per seed) | best preset within the budget here |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "training time, predicted → actual (per seed) | test accuracy (per seed) | "
+             "best preset within the budget here |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     presets = {n: s for n, s in summary.items() if not n.startswith("--time ")
                and not any(r.get("comparator") for r in result["runs"] if r["preset"] == n)}
-    for entry, s in summary.items():
-        if not entry.startswith("--time "):
-            continue
+    budgets = sorted((e for e in summary if e.startswith("--time ")),
+                     key=lambda e: parse_duration(e.split()[1]))
+    for entry in budgets:
+        s = summary[entry]
         budget = parse_duration(entry.split()[1])
         runs = [r for r in result["runs"] if r["preset"] == entry]
         plans = ", ".join(f"`{r['plan']['preset']}` × {r['plan']['epochs']}" for r in runs)
         share = max(r["wall_seconds"] for r in runs) / budget
         accs = ", ".join(f"{r['test_top1']:.2f}" for r in runs)
+        times = ", ".join(f"{r['plan']['predicted']['train']:.0f} → {r['train_seconds']:.0f} s"
+                          for r in runs)
         within = {n: p for n, p in presets.items() if p["wall_seconds"]["mean"] <= budget}
         best = max(within, key=lambda n: within[n]["test_top1"]["mean"], default=None)
         rival = (f"`{best}`: {within[best]['test_top1']['mean']:.2f}% in "
                  f"{wall_time(within[best]['wall_seconds']['mean'])}" if best else "none")
         lines.append(f"| `{entry}` | {plans} | {wall_time(s['wall_seconds']['mean'])} "
-                     f"({wall_time(s['wall_seconds']['max'])}) | {100 * share:.0f}% | "
+                     f"({wall_time(s['wall_seconds']['max'])}) | {100 * share:.0f}% | {times} | "
                      f"{s['test_top1']['mean']:.2f}% ({accs}) | {rival} |")
     return "\n".join(lines)
