@@ -17,6 +17,7 @@ import hashlib
 import http.server
 import io
 import pickle
+import shutil
 import tarfile
 import threading
 from pathlib import Path
@@ -222,13 +223,23 @@ def real_data() -> Path:
 
 @pytest.fixture(scope="session")
 def real_fast_run(tmp_path_factory) -> tuple[Path, dict]:
-    """The default preset trained once on the real CIFAR-10 (about a minute): its run folder
-    and metrics; shared, so treat it as read-only."""
+    """The default preset trained once per test session on the real CIFAR-10 (a few minutes
+    on one thread): its run folder and metrics; shared, so treat it as read-only. Once also
+    across xdist workers: the first to come trains it under a file lock in the folder the
+    workers share, the others read it."""
+    from filelock import FileLock  # torch's own dependency
+
     from cifarlab import train
 
     data = _real_data()
-    run = tmp_path_factory.mktemp("real") / "run"
-    return run, train(preset="fast", data_dir=str(data), run_dir=str(run), quiet=True)
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # this session's
+    run = shared / "real-fast-run"
+    with FileLock(str(shared / "real-fast-run.lock")):
+        if not RunFolder(run).finished:
+            shutil.rmtree(run, ignore_errors=True)
+            train(preset="fast", data_dir=str(data), run_dir=str(run), quiet=True)
+    return run, RunFolder(run).metrics()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,8 @@
 """Careless or hostile input to every command: one line that says what to do, exit code 2,
 no traceback, nothing written. Cases from the adversarial sweep (issue 28)."""
 
+import shutil
+
 import pytest
 
 from cifarlab.cli import main
@@ -63,6 +65,13 @@ def test_bad_weights_files_are_one_line(fake_data, tmp_path, capsys, name, conte
     assert main(["train", *tiny_args(fake_data, tmp_path / "run"), "--weights",
                  str(tmp_path / name)]) == 2
     assert "is not a plain state dict of tensors" in one_line(capsys)
+
+
+def test_a_weights_folder_is_named_as_a_folder(fake_data, tmp_path, capsys):
+    (tmp_path / "weights").mkdir()
+    assert main(["train", *tiny_args(fake_data, tmp_path / "run"), "--weights",
+                 str(tmp_path / "weights")]) == 2
+    assert "is a folder; give the weights file in it" in one_line(capsys)
 
 
 def test_images_pillow_cannot_decode_are_one_line_each(trained_run, tmp_path):
@@ -234,3 +243,23 @@ def test_a_folder_with_a_latin1_class_and_an_undecodable_image_trains(tmp_path):
                          capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr[-2000:]
     assert "odd.dds: cannot decode image" in out.stderr and "caf\\udce9" in out.stdout
+
+
+def test_what_the_file_system_refuses_is_one_line_naming_the_path(trained_run, fake_data,
+                                                                  tmp_path, capsys):
+    """Paths too long for the file system, and a file where a folder is expected: one line
+    with the path and the reason, whichever command meets them."""
+    long = str(tmp_path / ("x" * 300) / "y")
+    (tmp_path / "file").write_text("a file")
+    a_file = str(tmp_path / "file")
+    copy = shutil.copytree(trained_run, tmp_path / "copy")
+    for command in (["train", *tiny_args(fake_data, tmp_path / "run"), "--data-dir", long],
+                    ["train", *tiny_args(fake_data, long)],
+                    ["predict", str(trained_run), long],
+                    ["evaluate", str(trained_run), "--data-dir", long],
+                    ["evaluate", long],
+                    ["compare", str(trained_run), str(copy), "-o",
+                     str(tmp_path / "c.html"), "--pictures", a_file]):
+        assert main(command) == 2, command
+        err = one_line(capsys)
+        assert "Traceback" not in err and ("x" * 300 in err or a_file in err), err

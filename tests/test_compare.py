@@ -76,3 +76,29 @@ def test_compare_page_loads_every_image_in_headless_chromium(trained_run, other_
     images = images_in_chromium(page, tmp_path / "page.png")
     assert [i["alt"] for i in images] == ["curves.png", "per_class.png", "confusion_change.png"]
     assert all(i["ok"] for i in images), images
+
+
+def test_no_output_overwrites_a_file_of_a_run_or_a_package(trained_run, other_run, tmp_path,
+                                                           capsys):
+    """compare's page and export's file never go over a run's or a package's files."""
+    from cifarlab.inference.package import export_package
+
+    run = shutil.copytree(trained_run, tmp_path / "run")
+    package = tmp_path / "pkg"
+    export_package(trained_run, package)
+    before = {p: p.read_bytes() for p in [*run.iterdir(), *package.iterdir()] if p.is_file()}
+    runs = [str(trained_run), str(other_run)]
+    for command in (["export", str(run), "--format", "torchscript", "-o", str(run / "best.pt")],
+                    ["export", str(run), "--format", "torchscript", "-o",
+                     str(package / "README.md")],
+                    ["compare", *runs, "-o", str(run / "metrics.json")],
+                    ["compare", *runs, "-o", str(run / "calibration.json")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "; write the output elsewhere (-o PATH)" in err, err
+    assert {p: p.read_bytes() for p in before} == before
+    assert not (run / "calibration.json").exists()
+    # each command's own file is still its to write
+    assert main(["export", str(run), "--format", "torchscript", "-o",
+                 str(run / "model.torchscript.pt")]) == 0
+    assert main(["compare", *runs, "-o", str(run / "compare.html")]) == 0

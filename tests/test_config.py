@@ -83,6 +83,30 @@ def test_bad_config_files(tmp_path):
         make_config(config_file=unknown)
 
 
+@pytest.mark.parametrize("text, message", [
+    ('run_dir = {a = 1}', "run_dir must be a string, not {'a': 1}"),
+    ("epochs = true", "epochs must be a whole number, not True"),
+    ("lr = false", "lr must be a number, not False"),
+    ('flip = 1', "flip must be true or false, not 1"),
+    ('model = 18', "model must be a string, not 18"),
+    ("epochs = [3]", "epochs must be a whole number, not \\[3\\]"),
+])
+def test_settings_of_the_wrong_type_are_refused_before_anything_is_made(tmp_path, text,
+                                                                          message):
+    f = tmp_path / "c.toml"
+    f.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=message):
+        make_config(config_file=f)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+def test_json_files_are_read_as_json(tmp_path):
+    f = tmp_path / "c.json"
+    f.write_text('{\n\t"epochs": 1e0,\n\t"lr": 0.5\n}\n')  # tabs, and 1e0: JSON, not YAML
+    cfg = make_config(config_file=f)
+    assert (cfg.epochs, cfg.lr) == (1, 0.5)
+
+
 def test_every_preset_is_a_valid_config():
     for name in PRESETS:
         assert make_config(name).preset == name

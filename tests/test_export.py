@@ -63,3 +63,4 @@ def test_default_output_sits_in_the_run_folder(trained_run, tmp_path):
     assert export_model(run, "torchscript", check=False)["path"] == str(run /
                                                                        "model.torchscript.pt")
     assert export_model(run / "best.pt", "onnx", check=False)["path"] == str(run / "best.onnx")
+

@@ -1,5 +1,6 @@
 """Generated damage, fed to every command that reads the damaged file: truncations and bit flips
-of checkpoints, wrong types and broken JSON in the run folder's files, odd bytes as images.
+of checkpoints and model packages, wrong types and broken JSON in the run folder's files and a
+package's config.json (settings that contradict each other or the weights), odd bytes as images.
 Each command either works or says what is wrong in one line (exit 2, or 1 for predict's bad
 files): no traceback, whatever the damage."""
 
@@ -122,3 +123,39 @@ def test_odd_bytes_as_images_and_weights(trained_run, fake_data, tmp_path, capsy
                "--weights", str(f), "--epochs", "1", "--model-args",
                json.dumps({"widths": [8, 16, 16], "whiten_width": 8}), "--device", "cpu",
                "--amp", "off", "--no-report", "--quiet"], capsys)
+
+
+def test_damaged_packages(trained_run, tmp_path, capsys):
+    """A model package's weights truncated or flipped, and its config.json broken or with
+    settings that contradict each other or the weights: every command that reads a package
+    works or says what is wrong in one line; a flipped weight never gives a figure."""
+    from PIL import Image
+
+    from cifarlab.inference.package import export_package
+
+    Image.new("RGB", (40, 30), (120, 200, 40)).save(tmp_path / "image.png")
+    good = tmp_path / "good"
+    export_package(trained_run, good)
+    data = str(json.loads((trained_run / "config.json").read_text())["data_dir"])
+    rng = random.Random(3)
+    config = json.loads((good / "config.json").read_text())
+    contradictions = [{**config, "num_classes": 3},
+                      {**config, "cifarlab": {**config["cifarlab"], "classes": ["a", "b"]}},
+                      {**config, "cifarlab": {**config["cifarlab"], "settings": {
+                          **config["cifarlab"]["settings"], "model": "resnet18"}}},
+                      {**config, "cifarlab": {**config["cifarlab"], "image_size": 0}},
+                      {**config, "cifarlab": {**config["cifarlab"], "temperature": -1}}]
+    weights = truncations_and_flips((good / "model.safetensors").read_bytes(), rng)
+    variants = [("model.safetensors", weights[i]) for i in (0, 2, 5, 6, 7)]
+    variants += [("config.json", json.dumps(c).encode()) for c in contradictions]
+    broken = json_variants((good / "config.json").read_text(), rng)
+    variants += [("config.json", broken[i]) for i in (1, 4, 6, 7, 8)]
+    for n, (name, damaged) in enumerate(variants):
+        package = shutil.copytree(good, tmp_path / f"pkg{n}")
+        (package / name).write_bytes(damaged)
+        for command in (["evaluate", str(package), "--data-dir", data],
+                        ["predict", str(package), str(tmp_path / "image.png")],
+                        ["export", str(package), "--format", "torchscript", "-o",
+                         str(tmp_path / f"m{n}.pt")]):
+            check(command, capsys)
+        shutil.rmtree(package)

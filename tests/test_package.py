@@ -132,6 +132,24 @@ def test_reading_a_package_never_unpickles(trained_run, tmp_path, capsys):
     assert "not a cifarlab model package" in capsys.readouterr().err
 
 
+def test_a_flipped_bit_in_the_weights_is_refused(trained_run, tmp_path, capsys):
+    out = tmp_path / "pkg"
+    export_package(trained_run, out)
+    weights = out / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0x10  # inside the last tensor: the file still reads, the numbers differ
+    weights.write_bytes(bytes(data))
+    for command in (["predict", str(out), str(tmp_path)], ["evaluate", str(out)]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "damaged: its weights do not match the digest" in err and "Traceback" not in err
+    # a package written before the digest (none recorded) still loads
+    config = json.loads((out / "config.json").read_text())
+    del config["cifarlab"]["weights_sha256"]
+    (out / "config.json").write_text(json.dumps(config))
+    load_model(out)
+
+
 def test_a_timm_runs_package_loads_in_plain_timm(tmp_path):
     timm = pytest.importorskip("timm")
     out = tmp_path / "pkg"
@@ -192,3 +210,27 @@ def test_timm_hub_models_are_fine_tuned_from_the_cache(tmp_path, monkeypatch):
     assert torch.equal(model.conv1.weight, plain.conv1.weight)
     cfg = make_config(model=name, pretrained=True).resolved(None, DATASETS["cifar10"].stats)
     assert cfg.mean == (0.5, 0.5, 0.5) and cfg.std == (0.5, 0.5, 0.5)
+
+
+def test_a_stopped_export_leaves_the_previous_package_or_none(trained_run, tmp_path,
+                                                             monkeypatch):
+    """Ctrl-C (or a full disk) while the card is written: no half package, no litter."""
+    import cifarlab.runs.package as package
+
+    written = tmp_path / "old"
+    export_package(trained_run, written)
+    before = {p.name: p.read_bytes() for p in written.iterdir()}
+    real = package.publish_text
+
+    def stop_at_the_card(path, text):
+        if path.name == "README.md":
+            raise KeyboardInterrupt
+        real(path, text)
+
+    monkeypatch.setattr(package, "publish_text", stop_at_the_card)
+    for out in (tmp_path / "new", written):
+        with pytest.raises(KeyboardInterrupt):
+            export_package(trained_run, out)
+    assert not (tmp_path / "new").exists()
+    assert {p.name: p.read_bytes() for p in written.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]

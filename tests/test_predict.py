@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -121,3 +123,28 @@ def test_bad_checkpoint_is_one_clear_error(tmp_path, images, capsys):
     assert main(["predict", str(tmp_path / "junk.pt"), str(folder)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not a readable checkpoint" in err
+
+
+_PEAK = """
+import resource, sys
+from cifarlab.data.image_files import load_image
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+image = load_image(sys.argv[1])
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024, image.mean())
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KB: Linux")
+def test_a_huge_image_of_a_few_kilobytes_is_read_in_little_memory(tmp_path):
+    """8,000 x 8,000 pixels (64 MP, at the limit) in a palette PNG of a few KB: read band by
+    band, box-reduced, never converted whole (that took 440 MB more than the imports)."""
+    big = Image.new("P", (8000, 8000))
+    big.putpalette([200, 10, 10] * 256)
+    big.info["transparency"] = 255
+    big.save(tmp_path / "big.png", optimize=True)
+    assert (tmp_path / "big.png").stat().st_size < 100_000
+    out = subprocess.run([sys.executable, "-c", _PEAK, str(tmp_path / "big.png")],
+                         capture_output=True, text=True, check=True).stdout.split()
+    grown_mb, mean = int(out[0]), float(out[1])
+    assert grown_mb < 100, grown_mb
+    assert mean == pytest.approx((200 + 10 + 10) / 3, abs=1)  # its colour, not white

@@ -11,6 +11,7 @@ from cifarlab import train
 from cifarlab.cli import main
 from cifarlab.reporting import plots
 from cifarlab.reporting.report import PICTURES, confused_pairs
+from cifarlab.runs import RunFolder
 from conftest import TINY, images_in_chromium, needs_chromium
 
 
@@ -44,6 +45,18 @@ def test_report_command_redraws_a_run(trained_run, tmp_path, capsys):
     assert all((run / name).is_file() for name in [*PICTURES, "report.html"])
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "not a folder" in capsys.readouterr().err
+    # a model package holds what it shares: its report goes beside it
+    from cifarlab.inference.package import export_package
+
+    package = tmp_path / "pkg"
+    export_package(trained_run, package)
+    shared = sorted(p.name for p in package.iterdir())
+    data = str(RunFolder(trained_run).settings().data_dir)
+    assert main(["report", str(package), "--data-dir", data]) == 0
+    assert f"{tmp_path / 'pkg-report' / 'report.html'}" in capsys.readouterr().out
+    assert sorted(p.name for p in package.iterdir()) == shared
+    assert all((tmp_path / "pkg-report" / name).is_file() for name in PICTURES
+               if name != "curves.png")  # a package keeps no epoch rows
 
 
 def test_a_failing_report_loses_nothing(fake_data, tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ a NaN stop that keeps the last good checkpoint, a full disk, and refused checkpo
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -106,10 +107,34 @@ def test_resume_in_process_with_ema_mixup_and_a_mid_epoch_stop(fake_data, tmp_pa
     assert saved["ranks"][0]["partial"]["step"] > 0
     assert RunFolder(tmp_path / "run").status() == (
         "stopped", f"cifarlab train --resume {tmp_path / 'run'}")
-    m = resume(tmp_path / "run", quiet=True)
+    moved = shutil.copytree(fake_data, tmp_path / "moved")  # the data, in another folder
+    m = resume(tmp_path / "run", quiet=True, data_dir=str(moved))
     assert RunFolder(tmp_path / "run").status() == ("finished", "")
     assert m["test_top1"] == ref["test_top1"] and m["test_loss"] == ref["test_loss"]
     assert rows(tmp_path / "run") == rows(tmp_path / "ref")
+    # its config.json says where it went on, its log what changed
+    assert RunFolder(tmp_path / "run").settings().data_dir == str(moved)
+    assert f"resumed with --data-dir {moved} (it ran with " in \
+        (tmp_path / "run" / "train.log").read_text()
+
+
+def test_a_run_from_before_data_json_is_not_resumed_on_other_data(tmp_path):
+    """An older run (no data.json) whose data folder gained images: one line, not an
+    IndexError from its saved per-image flips."""
+    from conftest import write_fake_cifar
+
+    data = tmp_path / "data"
+    write_fake_cifar(data)
+    t = tiny_trainer(data, epochs=2, alternate_flip=True)
+    t.nets.model.register_forward_hook(
+        lambda mod, inp, out: setattr(t.stop, "signum", signal.SIGINT) or out)
+    with pytest.raises(CifarlabError, match="stopped by SIGINT"):
+        fit_in(t, tmp_path / "run")
+    assert not (tmp_path / "run" / "data.json").exists()  # as runs before it were
+    write_fake_cifar(data, per_file=80)
+    with pytest.raises(CifarlabError, match="cannot resume on other data than it started "
+                                            r"with \(250 training images there, 350 here\)"):
+        resume(tmp_path / "run", quiet=True)
 
 
 def hold_lock(path):
@@ -164,6 +189,48 @@ def test_nan_in_the_first_epoch_names_no_checkpoint_that_does_not_exist(fake_dat
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
+def test_weights_gone_bad_under_a_finite_loss_are_never_kept(fake_data, tmp_path):
+    """A BatchNorm statistic can become NaN while every batch's loss stays finite (training
+    normalises with the batch's own statistics): the run fails instead of keeping them."""
+    t = tiny_trainer(fake_data, epochs=3)
+    norm = next(m for m in t.nets.model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+    def spoil(optimizer, args, kwargs):  # after a step: no graph holds the statistic
+        if t.state.epoch >= 1:
+            norm.running_var.fill_(float("nan"))
+
+    t.optimizer.register_step_post_hook(spoil)
+    with pytest.raises(TrainingError, match=r"weights became NaN or infinite \(.*running_var"
+                                            r".*in epoch 2; the last good weights \(epoch 1\)"):
+        fit_in(t, tmp_path / "run")
+    assert RunFolder(tmp_path / "run").checkpoint("best").epoch == 1
+
+
+def test_broken_weights_and_empty_splits_give_no_figure(trained_run, fake_data, tmp_path,
+                                                       capsys):
+    """NaN outputs or a split of no images are errors that say why, never a score."""
+    ckpt = read_checkpoint(trained_run / "best.pt")
+    weights = {k: v.clone() for k, v in ckpt.state_dict.items()}
+    name = next(k for k in weights if k.endswith("running_var"))
+    weights[name].fill_(float("nan"))
+    run = tmp_path / "broken"
+    shutil.copytree(trained_run, run)
+    cifarlab.runs.checkpoint.write_checkpoint(run / "best.pt", config=ckpt.config,
+                                              classes=ckpt.classes, weights=weights, epoch=1)
+    (tmp_path / "img").mkdir()
+    from PIL import Image
+    Image.new("RGB", (32, 32), (9, 99, 199)).save(tmp_path / "img" / "a.png")
+    for command in (["evaluate", str(run)], ["predict", str(run), str(tmp_path / "img")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "outputs are not numbers (NaN or infinite)" in err and "nan%" not in err
+    no_val = tmp_path / "no-val"
+    train(data_dir=str(fake_data), run_dir=str(no_val), quiet=True,
+          **{**TINY, "epochs": 1, "val_size": 0})
+    assert main(["evaluate", str(no_val), "--split", "val"]) == 2
+    assert "the run has no val split here" in capsys.readouterr().err
+
+
 def test_a_full_disk_is_a_clear_error_and_the_previous_checkpoint_stays(fake_data, tmp_path,
                                                                         monkeypatch):
     real_save, saves = torch.save, []
@@ -200,6 +267,8 @@ def test_resume_misuse_is_refused(fake_data, tmp_path, capsys):
     for args, message in [(["--resume", str(run)], "finished already"),
                           (["--resume", str(tmp_path)], "holds no last.pt"),
                           (["--resume", str(run), "--lr", "1"], "only --device"),
+                          (["--resume", str(run / "best.pt")],
+                           f"is a file; give the folder: cifarlab train --resume {run}"),
                           (["--run-dir", str(run)], "already holds a run")]:
         assert main(["train", *args]) == 2
         assert message in capsys.readouterr().err
@@ -307,3 +376,48 @@ def test_a_dead_or_empty_lock_is_taken_over_and_only_one_racer_wins(tmp_path):
             said.append(os.read(read, 8).decode())
             os.close(read)
         assert sorted(said) == ["lost"] * 5 + ["won"], said
+
+
+def _signal_self(signum):
+    """A stand-in for a phase that a signal arrives in: the signal, then the phase's work."""
+    def phase(*args, **kwargs):
+        os.kill(os.getpid(), signum)
+        time.sleep(5)  # the handler raises here, long before the end
+        raise AssertionError("the signal did not stop the command")
+    return phase
+
+
+def test_sigterm_in_the_final_test_stops_like_ctrl_c_and_resumes(fake_data, tmp_path,
+                                                                 monkeypatch, capsys):
+    run = tmp_path / "run"
+    monkeypatch.setattr("cifarlab.jobs.training_run.test_once", _signal_self(signal.SIGTERM))
+    assert main(["train", *tiny_args(fake_data, run)]) == 143
+    assert "stopped by SIGTERM" in capsys.readouterr().err
+    assert RunFolder(run).status() == ("stopped", f"cifarlab train --resume {run}")
+    assert not (run / "lock").exists()
+    monkeypatch.undo()
+    m = resume(run, quiet=True)
+    assert m["epochs"] == TINY["epochs"] and RunFolder(run).status() == ("finished", "")
+
+
+def test_a_stop_while_the_report_is_drawn_leaves_a_finished_run(fake_data, tmp_path,
+                                                               monkeypatch, capsys):
+    run = tmp_path / "run"
+    monkeypatch.setattr("cifarlab.reporting.report.write_report",
+                        _signal_self(signal.SIGTERM))
+    assert main(["train", *tiny_args(fake_data, run, report=True)]) == 143
+    said = capsys.readouterr()
+    state = json.loads((run / "state.json").read_text())
+    hint = f"draw it with: cifarlab report {run}"
+    assert state["state"] == "finished" and hint in state["message"] and hint in said.out
+    assert not (run / "lock").exists() and "resume" not in state
+
+
+def test_sigterm_in_predict_is_one_line(trained_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("cifarlab.inference.predict.predict_logits",
+                        _signal_self(signal.SIGTERM))
+    from PIL import Image
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(tmp_path / "a.png")
+    assert main(["predict", str(trained_run), str(tmp_path / "a.png")]) == 143
+    err = capsys.readouterr().err
+    assert err == "cifarlab: stopped by SIGTERM\n"

@@ -19,7 +19,7 @@ TOP = {"cifarlab", "cifarlab.__main__"}  # the public API and the entry point: a
 # A run folder's and a study folder's files, named only by their owners.
 RUN_FILES = ("config.json", "metrics.json", "metrics.csv", "train.log", "best.pt", "last.pt",
              "state.json", "report.html", "tune.json", "study.db", "model.onnx",
-             "model.torchscript.pt", "lock", "tensorboard", "trial-")
+             "model.torchscript.pt", "lock", "tensorboard", "trial-", "cifarlab-run.json")
 OWNERS = {PACKAGE / "runs" / "folder.py", PACKAGE / "runs" / "study.py",
           PACKAGE / "runs" / "package.py"}  # a model package names its own config.json
 

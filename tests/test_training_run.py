@@ -196,19 +196,30 @@ def test_training_hands_the_kept_memory_back_before_the_test(fake_data, tmp_path
 
 
 def test_a_users_folder_is_never_overwritten(fake_data, tmp_path, capsys):
-    """--run-dir at a folder that is not a run: refused, nothing of it changed."""
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    (proj / "config.json").write_text('{"my": 1}')
-    mine = tmp_path / "mine"
-    mine.mkdir()
-    (mine / "notes.txt").write_text("keep")
-    for folder in (proj, mine):
+    """--run-dir at a folder that cifarlab did not mark as its run: refused, nothing of it
+    changed, even when its files have the names a run's files have."""
+    users = {"proj": {"config.json": '{"my": 1}'}, "mine": {"notes.txt": "keep"},
+             "records": {"data.json": '{"mine": "keep me"}'},
+             "csv": {"metrics.csv": "epoch,train_loss\n"},
+             "logs": {"train.log": "mine\n", "state.json": "{}"}}
+    for name, files in users.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        for file, text in files.items():
+            (folder / file).write_text(text)
         assert main(["train", *tiny_args(fake_data, folder)]) == 2
         assert "is a folder that is not a cifarlab run" in capsys.readouterr().err
-    assert (proj / "config.json").read_text() == '{"my": 1}'
-    assert sorted(p.name for p in proj.iterdir()) == ["config.json"]
-    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+        assert {p.name: p.read_text() for p in folder.iterdir()} == files
+    # a marked run's folder with a file of the user's in it: refused too
+    run = tmp_path / "run"
+    train(tiny_config(fake_data, run, epochs=1), quiet=True)
+    for name in ("best.pt", "last.pt", "metrics.json"):
+        (run / name).unlink()
+    (run / "notes.txt").write_text("keep")
+    assert main(["train", *tiny_args(fake_data, run)]) == 2
+    assert "holds files that its cifarlab run did not write (notes.txt)" in \
+        capsys.readouterr().err
+    assert (run / "notes.txt").read_text() == "keep" and (run / "metrics.csv").is_file()
 
 
 def test_a_run_that_died_in_its_first_epoch_can_start_again(fake_data, tmp_path, capsys):
@@ -216,7 +227,8 @@ def test_a_run_that_died_in_its_first_epoch_can_start_again(fake_data, tmp_path,
     a new run instead of being a dead end."""
     run = tmp_path / "run"
     train(tiny_config(fake_data, run), quiet=True)
-    for name in ("best.pt", "last.pt", "metrics.json", "report.html"):
+    # best.pt stays: a kill while the first checkpoints were written leaves it without last.pt
+    for name in ("last.pt", "metrics.json", "report.html"):
         (run / name).unlink(missing_ok=True)
     (run / "metrics.csv").write_text("epoch,train_loss\n")  # header only: no epoch ended
     (run / "lock").write_text("999999 " + os.uname().nodename + "\n")  # its process is gone
@@ -225,4 +237,5 @@ def test_a_run_that_died_in_its_first_epoch_can_start_again(fake_data, tmp_path,
     assert f"start it again with: cifarlab train ... --run-dir {run}" in capsys.readouterr().err
     m = train(tiny_config(fake_data, run), quiet=True)
     assert m["epochs"] == 2 and not list(run.glob("*.tmp"))
+    assert (run / "cifarlab-run.json").is_file()
     assert len(rows(run)) == 2  # the new run's rows only

@@ -4,8 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 from cifarlab.cli import (
     bench,
@@ -20,7 +25,7 @@ from cifarlab.cli import (
     train,
     tune,
 )
-from cifarlab.errors import CifarlabError, TrainingInterrupted
+from cifarlab.errors import CifarlabError, Terminated, TrainingInterrupted, os_error_line
 from cifarlab.version import __version__
 
 
@@ -52,19 +57,45 @@ def main(argv: list[str] | None = None) -> int:
                      f"{args.command}`")
     args.train_args = passthrough
     try:
-        return args.handler(args)
+        with terminate_as_interrupt():
+            return args.handler(args)
     except TrainingInterrupted as e:
         print(f"cifarlab: {e}", file=sys.stderr)
         return e.exit_code
     except CifarlabError as e:
         print(f"cifarlab: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("cifarlab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        stopped_by = "SIGTERM" if isinstance(e, Terminated) else "Ctrl-C"
+        print(f"cifarlab: stopped by {stopped_by}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT)
     except BrokenPipeError:  # the reader left early (| head): not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:  # the file system said no, where no command expected it to
+        print(f"cifarlab: error: {os_error_line(e)}", file=sys.stderr)
+        return 2
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises `Terminated` wherever the command is (training installs its own handler
+    while it trains), so that every command leaves by the same path as on Ctrl-C. Not under
+    torchrun: its agent stops a group with SIGTERM, and a process waiting in a collective
+    would run a Python handler only once the collective returns."""
+    if (threading.current_thread() is not threading.main_thread()  # signals: main thread only
+            or int(os.environ.get("WORLD_SIZE", "1")) > 1):
+        yield
+        return
+
+    def terminate(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run() -> None:

@@ -10,7 +10,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "report", help="draw the pictures and report.html of a run folder",
         description="Evaluate a run's chosen weights on the test set again and write "
                     "curves.png, confusion.png, per_class.png, predictions.png, mistakes.png "
-                    "and a self-contained report.html into the run folder.")
+                    "and a self-contained report.html into the run folder (for a model "
+                    "package: into PACKAGE-report/ beside it).")
     p.add_argument("run_dir", metavar="RUN_OR_PACKAGE")
     p.add_argument("--data-dir", help="dataset folder (default: the one used in training)")
     p.add_argument("--other-data", action="store_true",

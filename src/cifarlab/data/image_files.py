@@ -3,7 +3,8 @@
 Policy: each image is decoded by Pillow (first frame of an animation, EXIF rotation applied),
 transparent pixels are composited onto white, 16-bit and float greyscale scaled to 8 bits, the
 result converted to RGB, center-cropped to a square and resized to the size asked for with
-Pillow's antialiased bicubic filter: a (3, size, size) uint8 array.
+Pillow's antialiased bicubic filter: a (3, size, size) uint8 array. Images of over 16 MP are
+first box-reduced by a whole factor, so that no conversion copies them whole.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def load_image(path: str | os.PathLike, size: int = 32) -> np.ndarray:
             img.seek(0)
             img.draft("RGB", (4 * size, 4 * size))  # JPEG: decode big photos at 1/2..1/8 scale
             img.load()
-            img = ImageOps.exif_transpose(img)
-            rgb = _to_rgb(img)
+            ImageOps.exif_transpose(img, in_place=True)  # no copy of an upright image
+            img = _to_rgb(_reduced(img, size))
     except UnidentifiedImageError:
         raise ValueError("not an image Pillow can read") from None
     except Image.DecompressionBombError as e:
@@ -54,12 +55,40 @@ def load_image(path: str | os.PathLike, size: int = 32) -> np.ndarray:
         # (OSError, SyntaxError, EOFError, NotImplementedError for DDS's unknown flags, ...)
         first = first_line(e)
         raise ValueError(f"cannot decode image ({first})") from None
-    w, h = rgb.size
+    w, h = img.size
     side = min(w, h)
     left, top = (w - side) // 2, (h - side) // 2
-    square = rgb.crop((left, top, left + side, top + side))
+    square = img.crop((left, top, left + side, top + side))
     small = square.resize((size, size), Image.Resampling.BICUBIC)
     return np.asarray(small, dtype=np.uint8).transpose(2, 0, 1).copy()
+
+
+REDUCE_PIXELS = 16_000_000  # above this, an image is reduced first (a whole RGB copy: 48 MB)
+REDUCIBLE = ("L", "LA", "RGB", "RGBA", "I", "F")  # modes Pillow's box reduction takes
+BAND = 256  # rows of a palette or 1-bit image converted at a time
+
+
+def _reduced(img: Image.Image, size: int) -> Image.Image:
+    """An image of over REDUCE_PIXELS, box-averaged down by a whole factor to 4x to 8x the
+    asked size before any conversion: mode changes and compositing copy an image whole (a
+    64 MP palette PNG of a few KB is 256 MB as RGBA). Palette and 1-bit images are converted
+    band by band as they are reduced."""
+    factor = min(img.size) // (4 * size)
+    if img.width * img.height <= REDUCE_PIXELS or factor < 2:
+        return img
+    if img.mode in REDUCIBLE:
+        return img.reduce(factor)
+    if img.mode not in ("1", "P"):
+        return img  # rare modes (CMYK, YCbCr, 16-bit): whole, as before
+    target = "RGBA" if img.mode == "P" and "transparency" in img.info else (
+        "RGB" if img.mode == "P" else "L")
+    band = BAND // factor * factor or factor
+    w, h = img.size
+    out = Image.new(target, (w // factor, h // factor))
+    for top in range(0, h // factor * factor, band):
+        part = img.crop((0, top, w, min(top + band, h // factor * factor)))
+        out.paste(part.convert(target).reduce(factor), (0, top // factor))
+    return out
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

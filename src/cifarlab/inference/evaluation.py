@@ -39,6 +39,10 @@ def predict_split(checkpoint: str | os.PathLike, *, data_dir: str | os.PathLike 
         split = "val"
     check_same_data(checkpoint, data, split, other_data, model.classes)
     images, labels = data.split(split)
+    if not len(labels):  # a score of no images is no score
+        other = "the test split" if data.has_test else "another data folder"
+        raise CifarlabError(f"the run has no {split} split here (it holds no images); "
+                            f"evaluate {other} instead")
     logits = predict_logits(model, images, batch_size or eval_batch_size(cfg.eval_batch_size,
                                                                          dev))
     return dict(images=images, labels=labels, logits=logits.cpu(), classes=model.classes,

@@ -24,6 +24,7 @@ from cifarlab.errors import CifarlabError
 from cifarlab.files import publishing
 from cifarlab.inference.loading import load_model
 from cifarlab.runs import RunFolder, checkpoint_file
+from cifarlab.runs.claims import check_output
 from cifarlab.version import __version__
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}  # beside a .pt file
@@ -52,6 +53,7 @@ def export_model(checkpoint: str | os.PathLike, fmt: str = "onnx",
     wrapper = load_model(checkpoint, "cpu", tta=tta, tta_share=1.0)
     cfg = wrapper.config
     out = Path(out) if out else default_output(checkpoint, fmt)
+    check_output(out, own=default_output(checkpoint, fmt))
     if (out.suffix == ".onnx") != (fmt == "onnx"):
         raise CifarlabError(f"{out} does not fit --format {fmt}: name an ONNX file *.onnx and "
                             "a TorchScript one otherwise (*.pt), or change --format")

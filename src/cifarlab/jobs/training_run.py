@@ -107,13 +107,24 @@ def resume(run_dir: str | os.PathLike, quiet: bool = False, **overrides: Any) ->
         raise CifarlabError(f"--resume continues with the run's own settings; only "
                             f"{', '.join(option_name(k) for k in RESUME_OVERRIDES)} may be given, "
                             f"not {', '.join(sorted(option_name(k) for k in unknown))}")
+    if Path(run_dir).is_file():
+        raise CifarlabError(f"--resume takes a run folder, and {run_dir} is a file; give the "
+                            f"folder: cifarlab train --resume {Path(run_dir).parent}")
     folder = RunFolder(run_dir)
     folder.check_resumable()
     last = folder.checkpoint("last")
     if last.resume is None:
         raise CheckpointError(f"{last.path} holds no resume state")
     cfg = Config.from_dict({**last.config.to_dict(), **overrides})
-    return run_training(cfg, resume_dir=folder.path, saved=last.resume, quiet=quiet)
+    # The folder's config.json says where the run goes on (rewritten once resolved), and its
+    # log what changed.
+    notes = [f"resumed with {option_name(k)} {v} (it ran with {getattr(last.config, k)})"
+             for k, v in overrides.items() if v != getattr(last.config, k)]
+    if not quiet:
+        for line in notes:
+            print(line)
+    return run_training(cfg, resume_dir=folder.path, saved=last.resume, quiet=quiet,
+                        notes=notes)
 
 
 def run_training(cfg: Config, *, resume_dir: Path | None = None,
@@ -141,9 +152,9 @@ def run_training(cfg: Config, *, resume_dir: Path | None = None,
                 data = load_data(cfg.dataset, cfg.data_folder(), download=cfg.download,
                                  val_size=cfg.val_size, split_seed=cfg.split_seed,
                                  image_size=cfg.image_size)
-            record_or_check_data(folder, data, resumed=saved is not None)
+            record_or_check_data(folder, data, saved)
             cfg = cfg.resolved(cfg.data_folder(), data.stats)  # from here on, unchanged
-            if saved is None:
+            if saved is None or notes:
                 folder.write_config(cfg)
             trainer = build_trainer(cfg, data, device=device, dist=dist, fresh=saved is None,
                                     on_epoch_end=on_epoch_end)
@@ -180,21 +191,42 @@ def conclude(trainer: Trainer, folder: RunFolder, summary: dict[str, Any], test:
     return metrics
 
 
-def record_or_check_data(folder: RunFolder, data: DataSplits, resumed: bool) -> None:
+def record_or_check_data(folder: RunFolder, data: DataSplits,
+                         saved: dict[str, Any] | None) -> None:
     """Data the run can be evaluated on (`check_evaluable`); a new run records what it trains
-    on (data.json); a resumed one must find the same training and validation images, or its
-    saved data order no longer fits them."""
+    on (data.json); a resumed one (from `saved`) must find the same training and validation
+    images, or its saved data order no longer fits them. A run from before data.json is
+    checked for what its checkpoint shows: the classes and the training images' count."""
     check_evaluable(data)
-    if not resumed:
+    if saved is None:
         folder.write_data_record(data.fingerprint())
         return
     recorded = folder.data_record()
     trained_on = ("train", "val")
-    changed = recorded and changed_splits(recorded, data.fingerprint(trained_on), trained_on)
+    if recorded is not None:
+        changed = changed_splits(recorded, data.fingerprint(trained_on), trained_on)
+    else:
+        changed = older_run_changes(folder, data, saved)
     if changed:
         raise CifarlabError(f"{folder.path} cannot resume on other data than it started with "
                             f"({changed}); put the data folder back as it was, or start a "
                             "new run")
+
+
+def older_run_changes(folder: RunFolder, data: DataSplits, saved: dict[str, Any]) -> str:
+    """What differs between the data and what a run without data.json saved: its classes,
+    and its training images' count (the length of its per-image flips and data orders)."""
+    classes = folder.checkpoint("last").classes
+    if classes != data.classes:
+        return (f"the run's classes are {', '.join(classes[:5])}"
+                f"{', ...' if len(classes) > 5 else ''}")
+    counts = [len(order) for order in ([saved.get("flip_bits")] + [
+        (r.get("partial") or {}).get("order") for r in saved.get("ranks", [])])
+        if order is not None]
+    train = len(data.train_images)
+    if any(n != train for n in counts):
+        return f"{counts[0]} training images there, {train} here"
+    return ""
 
 
 def check_evaluable(data: DataSplits) -> None:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cifarlab.data.pixels import resize, to_float
+from cifarlab.errors import CifarlabError
 from cifarlab.runtime import autocast
 
 TTA_CHOICES = ("none", "flip", "flip-translate")  # test-time augmentation: views averaged
@@ -108,4 +109,10 @@ def predict_logits(model: Classifier, images: torch.Tensor, batch_size: int = 10
                for start in range(0, len(images), batch_size)]
     finally:
         model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, len(model.classes), device=device)
+    logits = torch.cat(out) if out else torch.empty(0, len(model.classes), device=device)
+    bad = int((~torch.isfinite(logits).all(dim=1)).sum())  # never a figure made of NaN
+    if bad:
+        raise CifarlabError(f"the model's outputs are not numbers (NaN or infinite) for {bad} "
+                            f"of {len(logits)} images: its weights are broken (a run that "
+                            "diverged); train it again with a lower --lr")
+    return logits

@@ -22,6 +22,9 @@ def read_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The state dict in `path`, unwrapped from common containers (a cifarlab checkpoint's
     "state_dict", Lightning's, ...), DDP's "module." prefix removed."""
     p = Path(path)
+    if p.is_dir():
+        raise ModelError(f"--weights {p} is a folder; give the weights file in it "
+                         "(.pt, .pth or .safetensors)")
     if not p.is_file():
         raise ModelError(f"weights file {p} not found")
     from safetensors import SafetensorError

@@ -19,6 +19,7 @@ from cifarlab.files import publish_text
 from cifarlab.reporting import plots
 from cifarlab.reporting.html import PAGE_STYLE, embed_png, html_table
 from cifarlab.runs import RunFolder
+from cifarlab.runs.claims import check_output
 
 IGNORED = ("run_dir", "report")  # settings that differ between any two runs
 
@@ -169,6 +170,7 @@ def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike = "co
     runs = [load_run(p) for p in run_dirs]
     check_comparable(runs)
     out = Path(out)
+    check_output(out)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(pictures) if pictures else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)

@@ -53,15 +53,30 @@ def confused_pairs(confusion: list[list[int]], classes: list[str], top: int = 10
     return pairs
 
 
+def report_folder(run_dir: str | os.PathLike) -> Path:
+    """Where a report goes: into a run's folder; beside a model package, in NAME-report/ (a
+    package holds what it shares and nothing else)."""
+    path = Path(run_dir)
+    return path.parent / f"{path.name}-report" if is_package(path) else path
+
+
 def write_report(run_dir: str | os.PathLike, images: torch.Tensor, labels: torch.Tensor,
-                 logits: torch.Tensor, classes: list[str], split: str = "test") -> Path:
+                 logits: torch.Tensor, classes: list[str], split: str = "test",
+                 out_dir: str | os.PathLike | None = None) -> Path:
     """Draw the pictures from test-set logits (`split="val"`: an image folder without a test
-    set) into a run folder or model package, and write report.html; returns its path."""
+    set) of a run folder or model package, and write report.html, into `out_dir` (default:
+    `report_folder(run_dir)`); returns its path."""
     folder = RunFolder(run_dir)
     if is_package(folder.path):
         config, saved = package_settings(folder.path), package_metrics(folder.path) or {}
     else:
         config, saved = folder.settings(), folder.metrics() or {}
+    out = Path(out_dir) if out_dir is not None else report_folder(folder.path)
+    if out != folder.path:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CifarlabError(f"cannot create report folder {out}: {e.strerror}") from None
     images_np = images.cpu().numpy()
     labels_np = labels.cpu().numpy()
     probs = torch.softmax(logits.float().cpu(), 1).numpy()
@@ -69,10 +84,10 @@ def write_report(run_dir: str | os.PathLike, images: torch.Tensor, labels: torch
     metrics["split"] = split
     rows = folder.rows()
     with matplotlib.rc_context({"font.size": 11}):
-        written = _draw(folder.path, rows, metrics, images_np, labels_np, probs, classes)
-    publish_text(folder.report_page, render_html(folder.path.name, config, saved, metrics, rows,
-                                                 written))
-    return folder.report_page
+        written = _draw(out, rows, metrics, images_np, labels_np, probs, classes)
+    page = RunFolder(out).report_page
+    publish_text(page, render_html(folder.path.name, config, saved, metrics, rows, written))
+    return page
 
 
 def _draw(run_dir: Path, rows: list[dict], metrics: dict[str, Any], images: np.ndarray,

@@ -3,8 +3,9 @@ options by `make_config`) and its folder (`RunFolder`: every file a run writes, 
 to read each back: settings, metrics, per-epoch rows, state, checkpoints)."""
 
 from cifarlab.runs.checkpoint import Checkpoint, read_checkpoint
+from cifarlab.runs.claims import new_run_dir
 from cifarlab.runs.config import Config, make_config, option_name
-from cifarlab.runs.folder import RunFolder, checkpoint_file, new_run_dir, open_checkpoint
+from cifarlab.runs.folder import RunFolder, checkpoint_file, open_checkpoint
 from cifarlab.runs.presets import DEFAULT_PRESET, PRESETS, Preset
 from cifarlab.runs.study import StudyFolder
 

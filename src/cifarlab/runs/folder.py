@@ -1,5 +1,7 @@
 """A run's folder and every file in it, written and read back by one owner, `RunFolder`:
 
+    cifarlab-run.json  the mark of a cifarlab run, written first (format, version): cifarlab
+                   clears a folder's files only where it finds its own mark
     config.json    the resolved settings (usable again with --config)
     train.log      everything the run printed
     metrics.csv    one row per finished epoch
@@ -22,12 +24,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cifarlab.errors import CheckpointError, CifarlabError, TrainingInterrupted
+from cifarlab.errors import CheckpointError, CifarlabError, TrainingInterrupted, first_line
 from cifarlab.files import publish_text, read_json_object
 from cifarlab.runs.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from cifarlab.runs.config import Config
@@ -35,6 +36,7 @@ from cifarlab.runs.lock import RunLock
 from cifarlab.runs.logs import MetricsCSV, RunLog, read_rows
 from cifarlab.runs.package import WEIGHTS, is_package, read_package
 from cifarlab.runs.tensorboard_log import TensorBoardLog
+from cifarlab.version import __version__
 
 CONFIG, LOG, ROWS, METRICS, STATE, LOCK = ("config.json", "train.log", "metrics.csv",
                                            "metrics.json", "state.json", "lock")
@@ -42,9 +44,16 @@ CALIBRATION, DATA = "calibration.json", "data.json"
 REPORT, TENSORBOARD = "report.html", "tensorboard"
 CHECKPOINTS = {"best": "best.pt", "last": "last.pt"}
 EXPORTS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
-MARKS = (CONFIG, STATE, ROWS)  # any of them: a run folder
+MARKS = (CONFIG, STATE, ROWS)  # any of them: a run folder to read (runs before the mark too)
+MARK, MARK_FORMAT, MARK_VERSION = "cifarlab-run.json", "cifarlab-run", 1
 FIGURES = ("_top1", "_top5", "_loss", "_seconds", "_acc", "_f1", "_ece", "_nll", "_brier",
            "_epoch", "epochs")  # metrics.json's keys that hold numbers
+
+
+def is_litter(name: str) -> bool:
+    """A temporary file of `files.publishing` (NAME.PID.tmp) that a killed writer left."""
+    stem, dot, ext = name.rpartition(".")
+    return ext == "tmp" and bool(dot) and stem.rpartition(".")[2].isdigit()
 
 
 class RunFolder:
@@ -62,7 +71,24 @@ class RunFolder:
 
     @staticmethod
     def holds_run(path: str | os.PathLike) -> bool:
-        return any((Path(path) / name).exists() for name in MARKS)
+        return any((Path(path) / name).exists() for name in (MARK, *MARKS))
+
+    def write_mark(self) -> None:
+        """The mark that this folder is a cifarlab run, before anything else is written."""
+        if self.writer:
+            info = {"format": MARK_FORMAT, "version": MARK_VERSION, "cifarlab": __version__}
+            publish_text(self.path / MARK, json.dumps(info, indent=2) + "\n")
+
+    def marked(self) -> bool:
+        """Whether cifarlab marked this folder as its run (a newer cifarlab's mark is refused:
+        what it wrote may not be what this one knows)."""
+        mark = self._json(MARK)
+        if mark is None or mark.get("format") != MARK_FORMAT:
+            return False
+        if not isinstance(mark.get("version"), int) or mark["version"] > MARK_VERSION:
+            raise CifarlabError(f"{self.path / MARK} was written by a newer cifarlab; "
+                                "upgrade cifarlab to use this run")
+        return True
 
     # --- the run's lifetime
     def __enter__(self) -> RunFolder:
@@ -71,7 +97,8 @@ class RunFolder:
             # The lock's holder is the only writer: a temporary file here is a killed
             # writer's (a SIGKILL mid-publish), never to be renamed.
             for litter in self.path.glob("*.tmp"):
-                litter.unlink(missing_ok=True)
+                if is_litter(litter.name):
+                    litter.unlink(missing_ok=True)
         return self
 
     def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: Any) -> None:
@@ -87,19 +114,25 @@ class RunFolder:
         """state.json, how the run ended: finished (metrics.json written), stopped (resumable:
         a signal, a second Ctrl-C), pruned (a search stopped it) or failed (the error)."""
         name = type(exc).__name__ if exc is not None else ""
-        if exc is None:
+        if exc is None or (self.finished and isinstance(exc, KeyboardInterrupt)):
             state = "finished" if self.finished else "failed"
         elif isinstance(exc, (TrainingInterrupted, KeyboardInterrupt)):
             state = "stopped"
         else:
             state = "pruned" if name == "TrialPruned" else "failed"
         info: dict[str, Any] = {"state": state, "ended": datetime.now().isoformat("T", "seconds")}
-        if exc is not None:
-            info["message"] = (str(exc).strip().splitlines() or [name])[0]
+        if exc is not None and state == "finished":  # stopped while its report was drawn
+            info["message"] = (f"stopped before its report was drawn; draw it with: cifarlab "
+                               f"report {self.path}")
+            with contextlib.suppress(CifarlabError):  # a full disk: state.json still says so
+                self.log(info["message"])
+        elif exc is not None:
+            info["message"] = first_line(exc)
         if state == "stopped" and self.checkpoint_path("last").is_file():
             info["resume"] = self.resume_command()
-        # On a full disk the run's own error says more than this file could.
-        with contextlib.suppress(OSError):
+        # On a full disk the run's own error (the write that failed) says more than this
+        # file's could.
+        with contextlib.suppress(OSError, CifarlabError):
             publish_text(self.path / STATE, json.dumps(info, indent=2) + "\n")
 
     def resume_command(self) -> str:
@@ -287,63 +320,6 @@ class RunFolder:
     def _json(self, name: str) -> dict[str, Any] | None:
         """A JSON object file of the folder; None when absent, one clear error when damaged."""
         return read_json_object(self.path / name, CheckpointError)
-
-
-def new_run_dir(run_dir: str | os.PathLike | None, preset: str) -> Path:
-    """The folder of a new run, created: `run_dir` (see `check_new_run_dir`), or a fresh
-    runs/<timestamp>-<preset>."""
-    if run_dir:
-        path = Path(run_dir)
-        check_new_run_dir(path)
-    else:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        path = Path("runs") / f"{stamp}-{preset}"
-        n = 1
-        while path.exists():  # two runs started in the same second
-            n += 1
-            path = Path("runs") / f"{stamp}-{preset}-{n}"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise CifarlabError(f"cannot create run folder {path}: {e.strerror}") from None
-    return path
-
-
-# What a run that stopped before its first epoch ended can leave (with *.tmp litter)
-FIRST_EPOCH = {CONFIG, LOG, ROWS, STATE, LOCK, TENSORBOARD, DATA}
-
-
-def check_new_run_dir(path: Path) -> None:
-    """A new run may go into a missing or empty folder, or one whose run stopped before its
-    first epoch ended (nothing to resume: its files are cleared, a live run's lock refuses
-    it later). A finished or resumable run, a file, or a folder holding anything else (a
-    user's files) is refused: nothing of theirs is overwritten."""
-    if not path.exists():
-        return
-    if not path.is_dir():
-        raise CifarlabError(f"--run-dir {path} is a file; give a folder")
-    folder = RunFolder(path)
-    if folder.finished or folder.checkpoint_path("last").exists():
-        raise CifarlabError(f"{path} already holds a run; choose another --run-dir, or "
-                            + ("look at it with: cifarlab report " if folder.finished else
-                               "continue it with: cifarlab train --resume ") + str(path))
-    names = {p.name for p in path.iterdir()}
-    others = sorted(n for n in names - FIRST_EPOCH if not n.endswith(".tmp"))
-    try:
-        folder.settings(missing_ok=True)
-        cifarlab_config = True
-    except CifarlabError:  # damaged, or settings of something else
-        cifarlab_config = False
-    if others or not cifarlab_config:
-        shown = ", ".join((others or [CONFIG])[:3])
-        raise CifarlabError(f"{path} is a folder that is not a cifarlab run (it holds {shown}"
-                            f"{', ...' if len(others) > 3 else ''}); choose a new or empty "
-                            "--run-dir")
-    if folder.lock.live_owner() is not None:
-        return  # the lock refuses it, naming who holds it
-    for name in names - {LOCK}:
-        target = path / name
-        shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
 
 
 def checkpoint_file(path: str | os.PathLike) -> Path:

@@ -5,7 +5,8 @@ repository (and of timm's hub models), written by `cifarlab export --format pack
     config.json         timm's fields (architecture, num_classes, label_names, pretrained_cfg)
                         and under "cifarlab" everything needed to rebuild and use the model:
                         model name and arguments, classes, normalisation, input size, TTA,
-                        temperature, the run's settings and where the weights come from
+                        temperature, the run's settings, where the weights come from and
+                        their digest (weights_sha256: a changed bit is refused when read)
     README.md           the model card (front matter, test figures, recipe, limitations)
     metrics.json        the run's test result, as the run folder has it
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +24,12 @@ import torch
 
 from cifarlab.errors import CheckpointError, ConfigError, first_line
 from cifarlab.files import publish_text, publishing, read_json_object
-from cifarlab.runs.checkpoint import Checkpoint
+from cifarlab.runs.checkpoint import Checkpoint, weights_digest
 from cifarlab.runs.config import Config
 
 FORMAT, VERSION = "cifarlab-package", 1
 WEIGHTS, CONFIG, CARD, METRICS = "model.safetensors", "config.json", "README.md", "metrics.json"
+PACKAGE_FILES = (WEIGHTS, CONFIG, CARD, METRICS)
 
 
 def is_package(path: str | os.PathLike) -> bool:
@@ -38,8 +41,10 @@ def is_package(path: str | os.PathLike) -> bool:
 
 def write_package(path: str | os.PathLike, *, weights: dict[str, torch.Tensor],
                   config: dict[str, Any], card: str, metrics: dict[str, Any] | None) -> Path:
-    """Write (or overwrite) the package folder, each file whole or not at all. `config` is
-    config.json's content; its "cifarlab" section gets the format marker."""
+    """Write (or replace) the package folder whole or not at all: its files go to a folder
+    beside it, renamed into place once all are written (a stop or a full disk leaves the
+    previous package, or none). `config` is config.json's content; its "cifarlab" section
+    gets the format marker and the weights' digest."""
     from safetensors.torch import save_file
 
     out = Path(path)
@@ -48,21 +53,45 @@ def write_package(path: str | os.PathLike, *, weights: dict[str, torch.Tensor],
     if out.is_dir() and any(out.iterdir()) and not is_package(out):
         raise CheckpointError(f"{out} is a non-empty folder that is not a model package; "
                               "give a new or empty folder")
-    out.mkdir(parents=True, exist_ok=True)
-    config = {**config, "cifarlab": {"format": FORMAT, "version": VERSION,
-                                     **config["cifarlab"]}}
     # safetensors refuses tensors that share memory or are not contiguous: store copies
     plain = {k: v.detach().cpu().contiguous().clone() for k, v in weights.items()}
-    with publishing(out / WEIGHTS, CheckpointError) as tmp:
-        save_file(plain, str(tmp), metadata={"format": "pt", "producer": FORMAT})
+    config = {**config, "cifarlab": {"format": FORMAT, "version": VERSION,
+                                     **config["cifarlab"],
+                                     "weights_sha256": weights_digest(plain)}}
+    staging = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        try:
+            staging.mkdir(parents=True)
+        except OSError as e:
+            raise CheckpointError(f"cannot write the package {out}: {e.strerror}") from None
+        with publishing(staging / WEIGHTS, CheckpointError) as tmp:
+            save_file(plain, str(tmp), metadata={"format": "pt", "producer": FORMAT})
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # readable as the other files are, to share
-    publish_text(out / CONFIG, json.dumps(config, indent=2) + "\n")
-    publish_text(out / CARD, card)
-    if metrics is not None:
-        publish_text(out / METRICS, json.dumps(metrics, indent=2) + "\n")
+        for f in staging.iterdir():
+            os.chmod(f, 0o666 & ~umask)  # readable as any file the user writes, to share
+        publish_text(staging / CONFIG, json.dumps(config, indent=2) + "\n")
+        publish_text(staging / CARD, card)
+        if metrics is not None:
+            publish_text(staging / METRICS, json.dumps(metrics, indent=2) + "\n")
+        _replace_folder(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _replace_folder(new: Path, out: Path) -> None:
+    """`new` renamed to `out`; a previous package there is moved aside first, then removed."""
+    old = out.with_name(f".{out.name}.{os.getpid()}.old")
+    try:
+        if out.is_dir() and any(out.iterdir()):
+            os.replace(out, old)
+        os.replace(new, out)  # onto a missing or empty folder
+    except OSError as e:
+        if old.exists() and not out.exists():
+            os.replace(old, out)  # the previous package back
+        raise CheckpointError(f"cannot write the package {out}: {e.strerror}") from None
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def package_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -104,6 +133,11 @@ def read_package(path: str | os.PathLike) -> Checkpoint:
         first = first_line(e)
         raise CheckpointError(f"{p / WEIGHTS} is not a readable safetensors file ({first}); "
                               "it may be truncated: export the package again") from None
+    recorded = own.get("weights_sha256")  # packages before it have none
+    if recorded is not None and recorded != weights_digest(weights):
+        raise CheckpointError(f"{p / WEIGHTS} is damaged: its weights do not match the digest "
+                              f"in {CONFIG} (a changed or corrupted file); export the package "
+                              "again")
     temperature = own.get("temperature")
     if temperature is not None and not (isinstance(temperature, (int, float))
                                         and temperature > 0):

@@ -34,15 +34,28 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
                 if value.lower() not in ("true", "false", "yes", "no", "1", "0", "on", "off"):
                     raise ConfigError(f"{name} must be true or false, not {value!r}")
                 return value.lower() in ("true", "yes", "1", "on")
-            return bool(value)
+            _check_kind(name, value, (bool,), "true or false")
+            return value
         if hint is int and isinstance(value, float) and not value.is_integer():
             raise ConfigError(f"{name} must be a whole number, not {value}")
+        if not isinstance(value, str):  # a file's value: of the setting's kind, never converted
+            _check_kind(name, value, KINDS.get(hint, (hint,)), KIND_NAMES.get(hint, "a value"))
         return hint(value)
     except (TypeError, ValueError, json.JSONDecodeError) as e:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(f"{name}: cannot read {value!r} as {getattr(hint, '__name__', hint)}"
                           ) from None
+
+
+# What a file's value may be for a setting of each type (bool is an int to Python: not here).
+KINDS = {int: (int, float), float: (int, float), str: (str,)}
+KIND_NAMES = {int: "a whole number", float: "a number", str: "a string"}
+
+
+def _check_kind(name: str, value: Any, kinds: tuple, said: str) -> None:
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
+        raise ConfigError(f"{name} must be {said}, not {value!r}")
 
 
 def _coerce_tuple(name: str, value: Any, args: tuple) -> tuple:
@@ -79,7 +92,9 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
             except ModuleNotFoundError:  # Python 3.10
                 import tomli as tomllib
             data = tomllib.loads(text)
-        elif p.suffix in (".yaml", ".yml", ".json"):
+        elif p.suffix == ".json":
+            data = json.loads(text)
+        elif p.suffix in (".yaml", ".yml"):
             import yaml
 
             # Aliases let a few hundred bytes expand a thousandfold per level (a YAML bomb);

@@ -180,6 +180,7 @@ class Trainer:
         """Validate (rank 0; every process then takes the same decisions), keep the best
         weights, save last.pt, write the epoch's row and line."""
         cfg, folder = self.cfg, self.folder
+        self.check_weights(epoch)
         val = (self.validate(self.data.val_images, self.data.val_labels)
                if self.has_val and self.dist.is_main else None)
         row = self.dist.broadcast(dict(
@@ -335,12 +336,23 @@ class Trainer:
 
     def check_finite(self, loss: float, epoch: int) -> None:
         if not math.isfinite(loss):
-            last = self.folder.checkpoint_path("last") if self.folder else None
-            kept = (f"the last good weights (epoch {self.state.epoch}) are in {last}"
-                    if self.state.epoch and last is not None else "no epoch had finished, so "
-                    "nothing was kept")
-            raise TrainingError(f"the training loss became {loss} in epoch {epoch}; {kept}. "
-                                "Lower --lr or use --amp off")
+            self.diverged(f"the training loss became {loss}", epoch)
+
+    def check_weights(self, epoch: int) -> None:
+        """Before weights are kept: a BatchNorm statistic can go bad while every batch's loss
+        stays finite, and kept weights that compute NaN would be reported as a result."""
+        bad = [name for name, t in unwrap(self.nets.eval_model).state_dict().items()
+               if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+        if bad:
+            self.diverged(f"the weights became NaN or infinite ({', '.join(bad[:2])}"
+                          f"{', ...' if len(bad) > 2 else ''})", epoch)
+
+    def diverged(self, what: str, epoch: int) -> None:
+        last = self.folder.checkpoint_path("last") if self.folder else None
+        kept = (f"the last good weights (epoch {self.state.epoch}) are in {last}"
+                if self.state.epoch and last is not None else "no epoch had finished, so "
+                "nothing was kept")
+        raise TrainingError(f"{what} in epoch {epoch}; {kept}. Lower --lr or use --amp off")
 
     def interrupt(self, epoch: int, step: int) -> None:
         """Save everything, say how to resume, and stop (exit code 130 for SIGINT, 143 for
