@@ -1,6 +1,8 @@
 """A run's settings (runs/config.py, runs/presets.py): precedence, files, conversion, one-line
 errors, presets and their network part, settings of older versions."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -98,6 +100,16 @@ def test_settings_of_the_wrong_type_are_refused_before_anything_is_made(tmp_path
     with pytest.raises(ConfigError, match=message):
         make_config(config_file=f)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.toml"]
+
+
+def test_python_values_of_the_right_kind_are_taken():
+    """From Python: paths for folders, NumPy's numbers for numbers."""
+    import numpy as np
+
+    cfg = make_config(data_dir=Path("/data/cifar"), run_dir=Path("runs/a"), seed=np.int64(3),
+                      lr=np.float32(0.5), epochs=np.int32(2))
+    assert (cfg.data_dir, cfg.run_dir, cfg.seed, cfg.epochs) == ("/data/cifar", "runs/a", 3, 2)
+    assert cfg.lr == 0.5 and type(cfg.seed) is int and type(cfg.lr) is float
 
 
 def test_json_files_are_read_as_json(tmp_path):

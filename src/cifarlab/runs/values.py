@@ -4,6 +4,7 @@ YAML or JSON), and strings converted to each setting's declared type, with one-l
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import types
 import typing
@@ -49,7 +50,8 @@ def coerce(name: str, value: Any, hint: Any) -> Any:
 
 
 # What a file's value may be for a setting of each type (bool is an int to Python: not here).
-KINDS = {int: (int, float), float: (int, float), str: (str,)}
+# From Python also paths, and NumPy's numbers (numbers.Real counts them).
+KINDS = {int: (numbers.Real,), float: (numbers.Real,), str: (str, os.PathLike)}
 KIND_NAMES = {int: "a whole number", float: "a number", str: "a string"}
 
 
