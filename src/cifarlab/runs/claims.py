@@ -11,19 +11,11 @@ from pathlib import Path
 
 from cifarlab.errors import CifarlabError
 from cifarlab.runs.folder import (
-    CALIBRATION,
-    CHECKPOINTS,
     CONFIG,
-    DATA,
-    EXPORTS,
+    FIRST_EPOCH,
     LOCK,
-    LOG,
     MARK,
-    METRICS,
-    REPORT,
-    ROWS,
-    STATE,
-    TENSORBOARD,
+    RUN_FILES,
     RunFolder,
     is_litter,
 )
@@ -49,11 +41,6 @@ def new_run_dir(run_dir: str | os.PathLike | None, preset: str) -> Path:
         raise CifarlabError(f"cannot create run folder {path}: {e.strerror}") from None
     RunFolder(path).write_mark()
     return path
-
-
-# What a run that stopped before its first epoch ended can leave (with *.tmp litter): a kill
-# while its first checkpoint was written leaves best.pt without last.pt.
-FIRST_EPOCH = {CONFIG, LOG, ROWS, STATE, LOCK, TENSORBOARD, DATA, CHECKPOINTS["best"]}
 
 
 def check_new_run_dir(path: Path) -> None:
@@ -96,10 +83,6 @@ def check_new_run_dir(path: Path) -> None:
     for name in names - {LOCK, MARK}:
         target = path / name
         shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-
-
-RUN_FILES = {MARK, CONFIG, LOG, ROWS, METRICS, STATE, LOCK, CALIBRATION, DATA, REPORT,
-             TENSORBOARD, *CHECKPOINTS.values(), *EXPORTS.values()}
 
 
 def check_output(path: str | os.PathLike, own: str | os.PathLike | None = None) -> None:

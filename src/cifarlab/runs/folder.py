@@ -46,6 +46,11 @@ CHECKPOINTS = {"best": "best.pt", "last": "last.pt"}
 EXPORTS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 MARKS = (CONFIG, STATE, ROWS)  # any of them: a run folder to read (runs before the mark too)
 MARK, MARK_FORMAT, MARK_VERSION = "cifarlab-run.json", "cifarlab-run", 1
+RUN_FILES = {MARK, CONFIG, LOG, ROWS, METRICS, STATE, LOCK, CALIBRATION, DATA, REPORT,
+             TENSORBOARD, *CHECKPOINTS.values(), *EXPORTS.values()}  # every name a run writes
+# What a run that stopped before its first epoch ended can leave (with *.tmp litter): a kill
+# while its first checkpoint was written leaves best.pt without last.pt.
+FIRST_EPOCH = {CONFIG, LOG, ROWS, STATE, LOCK, TENSORBOARD, DATA, CHECKPOINTS["best"]}
 FIGURES = ("_top1", "_top5", "_loss", "_seconds", "_acc", "_f1", "_ece", "_nll", "_brier",
            "_epoch", "epochs")  # metrics.json's keys that hold numbers
 
