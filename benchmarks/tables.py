@@ -13,7 +13,9 @@ against the results), `runs NAME` (a table of benchmarks/development-runs.json) 
 `profile FILE` (benchmarks/profile_step.py's operator time), `compare A B` (two bench
 results files paired by seed, as `cifarlab compare A B` prints them), `candidates FILE`
 (benchmarks/budget_candidates.py's development runs) or `budgets FILE` (a bench file's
-`--time` runs against its presets; benchmarks/budget_tables.py). The test suite runs the
+`--time` runs against its presets; benchmarks/budget_tables.py), `audit FILE` and `planted
+FILE` (benchmarks/audit_tables.py: what an audit of CIFAR-10 found, and how much of a planted
+set of problems it finds). The test suite runs the
 check, so a table edited by hand, or a JSON file or setting changed without regenerating,
 fails it.
 """
@@ -27,6 +29,7 @@ import re
 import sys
 from pathlib import Path
 
+from audit_tables import audit_table, planted_table
 from budget_tables import budget_table, candidates_table
 
 from cifarlab.jobs.bench import markdown_table, summarize_all, wall_time
@@ -323,7 +326,8 @@ def render(name: str) -> str:
     kind, _, arg = name.partition(" ")
     makers = {"bench": bench_table, "runs": runs_table, "epochs": epochs_table,
               "peak": peak_table, "profile": profile_table, "compare": compare_table,
-              "budgets": budgets_table, "candidates": candidates_table}
+              "budgets": budgets_table, "candidates": candidates_table, "audit": audit_table,
+              "planted": planted_table}
     if kind in makers:
         return makers[kind](arg)
     return {"presets": presets_table, "targets": targets_table, "options": options_table,

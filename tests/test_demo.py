@@ -61,16 +61,17 @@ def test_the_api_gives_predicts_probabilities_and_messages(trained_run, serving,
     client = gradio_client.Client(serving(trained_run), verbose=False)
     photo, *_ = photos(tmp_path)
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
-    label, view, status = client.predict(gradio_client.handle_file(str(photo)),
-                                         api_name="/classify")
+    label, view, heat, status = client.predict(gradio_client.handle_file(str(photo)),
+                                               api_name="/classify")
     expected = next(predict_files(trained_run, [photo], device="cpu"))["top"]
     assert [(c["label"], c["confidence"]) for c in label["confidences"]] == \
         [(t["class"], t["probability"]) for t in expected]
     assert status.startswith(f"{expected[0]['class']} (") and "classified in" in status
     assert Image.open(view).size == (224, 224)  # 32 pixels, each drawn 7 wide
+    assert Image.open(heat).size == (224, 224)  # the heatmap of the top class over the view
     error = next(predict_files(trained_run, [tmp_path / "broken.jpg"], device="cpu"))["error"]
-    _, _, status = client.predict(gradio_client.handle_file(str(tmp_path / "broken.jpg")),
-                                  api_name="/classify")
+    _, _, _, status = client.predict(gradio_client.handle_file(str(tmp_path / "broken.jpg")),
+                                     api_name="/classify")
     assert status == f"cannot classify broken.jpg: {error}"
     table, csv_file = client.predict([gradio_client.handle_file(str(p)) for p in
                                       [*photos(tmp_path), tmp_path / "broken.jpg"]],

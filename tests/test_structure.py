@@ -19,9 +19,11 @@ TOP = {"cifarlab", "cifarlab.__main__"}  # the public API and the entry point: a
 # A run folder's and a study folder's files, named only by their owners.
 RUN_FILES = ("config.json", "metrics.json", "metrics.csv", "train.log", "best.pt", "last.pt",
              "state.json", "report.html", "tune.json", "study.db", "model.onnx",
-             "model.torchscript.pt", "lock", "tensorboard", "trial-", "cifarlab-run.json")
+             "model.torchscript.pt", "lock", "tensorboard", "trial-", "cifarlab-run.json",
+             "audit.json", "audit.html", "fold-")
 OWNERS = {PACKAGE / "runs" / "folder.py", PACKAGE / "runs" / "study.py",
-          PACKAGE / "runs" / "package.py"}  # a model package names its own config.json
+          PACKAGE / "runs" / "package.py",  # a model package names its own config.json
+          PACKAGE / "runs" / "audit_folder.py"}
 
 
 def module_name(path: Path) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from cifarlab.cli import (
+    audit,
     bench,
     compare,
     demo,
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cifarlab", description="Train, evaluate and use CIFAR-10/100 image classifiers.")
     parser.add_argument("--version", action="version", version=f"cifarlab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in (train, evaluate, report, predict, export, demo, tune, bench):
+    for command in (train, evaluate, report, predict, export, demo, audit, tune, bench):
         command.add_parser(sub)
     listings.add_parsers(sub)
     compare.add_parser(sub)

@@ -27,6 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--other-data", action="store_true",
                    help="score it on images other than those the run recorded for the split "
                         "(an edited image folder, another copy of the test set)")
+    p.add_argument("--exclude", metavar="FILE",
+                   help="an audit's JSON (cifarlab audit) or a list of images: also score the "
+                        "split without the leaked, the mislabeled or the listed images")
     p.add_argument("--calibrate", action="store_true",
                    help="fit a temperature on the validation split (never the test set), save "
                         "it with the run for predict, export and the demo, and show the test "
@@ -43,7 +46,7 @@ def handle(args: argparse.Namespace) -> int:
         return handle_calibrate(args)
     m = evaluate(args.checkpoint, args.data_dir, split=args.split, batch_size=args.batch_size,
                  device=args.device, tta=args.tta, tta_share=args.tta_share,
-                 other_data=args.other_data)
+                 other_data=args.other_data, exclude=args.exclude)
     if args.split == "test" and m["split"] != "test":
         print("no test set (the image folder has no test/): the validation split instead",
               file=sys.stderr)
@@ -53,6 +56,10 @@ def handle(args: argparse.Namespace) -> int:
     print(f"{m['split']} accuracy: top-1 {m['top1']:.2f}%  top-5 {m['top5']:.2f}%  "
           f"loss {m['loss']:.4f}  ({m['count']} images, {m['checkpoint']}"
           + (f", temperature {m['temperature']:.4f}" if m["temperature"] else "") + ")")
+    for reason, s in (m.get("without") or {}).items():
+        print(f"  without the {s['left_out']} {reason} images: top-1 "
+              + (f"{s['top1']:.2f}% ({s['images']} images)" if s["top1"] is not None
+                 else "no image left"))
     print(format_calibration(m))
     print(format_per_class(m))
     print(format_confusion(m))

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from cifarlab.data.download import download, safe_extract
+from cifarlab.data.exclusion import Exclusion, without_excluded
 from cifarlab.data.splits import DataSplits, Stats, stratified_split
 from cifarlab.errors import DataError
 
@@ -163,17 +164,19 @@ def class_names(folder: Path, dataset: str) -> list[str]:
 
 
 def load_cifar(dataset: str = "cifar10", data_dir: str | os.PathLike | None = None,
-               download: bool = True, val_size: int | None = VAL_SIZE, split_seed: int = 0
-               ) -> DataSplits:
+               download: bool = True, val_size: int | None = VAL_SIZE, split_seed: int = 0,
+               exclude: Exclusion | None = None) -> DataSplits:
     """Find (or download) the dataset and return train/val/test tensors on the CPU
-    (`val_size` None: VAL_SIZE)."""
+    (`val_size` None: VAL_SIZE); `exclude` names training images to leave out."""
     if dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     folder = find_dataset(dataset, data_dir, download)
     x, y = load_split(folder, dataset, train=True)
     tx, ty = load_split(folder, dataset, train=False)
+    t = torch.from_numpy
     train_idx, val_idx = stratified_split(y, VAL_SIZE if val_size is None else val_size,
                                           split_seed)
-    t = torch.from_numpy
+    train_idx, excluded = without_excluded(exclude, t(x), t(y), None, train_idx)
     return DataSplits(t(x[train_idx]), t(y[train_idx]), t(x[val_idx]), t(y[val_idx]),
-                      t(tx), t(ty), class_names(folder, dataset), DATASETS[dataset].stats)
+                      t(tx), t(ty), class_names(folder, dataset), DATASETS[dataset].stats,
+                      excluded=excluded)

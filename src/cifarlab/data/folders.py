@@ -19,11 +19,13 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from cifarlab.data.exclusion import Exclusion, without_excluded
 from cifarlab.data.image_files import image_extensions, try_load_image
 from cifarlab.data.splits import DataSplits, stratified_split
 from cifarlab.errors import CifarlabError, DataError
@@ -31,7 +33,7 @@ from cifarlab.files import publishing
 
 SPLITS = ("train", "val", "test")
 VAL_SHARE = 0.1  # of train/, when there is no val/ and no --val-size
-CACHE_VERSION = 1  # bump when decoding changes what a file becomes
+CACHE_VERSION = 2  # bump when decoding changes what a file becomes (2: file names kept)
 SHOWN_ERRORS = 20  # unreadable files named one per line, then a count
 
 
@@ -85,10 +87,11 @@ def cache_key(root: Path, files: dict[str, list[tuple[Path, int]]], size: int) -
     return h.hexdigest()[:32]
 
 
-def decode(entries: list[tuple[Path, int]], size: int, split: str
-           ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Images (N, 3, size, size) uint8 and labels of the readable files, decoded in threads
-    (Pillow releases the GIL); the unreadable ones as "path: reason" lines."""
+def decode(entries: list[tuple[Path, int]], size: int, split: str, root: Path
+           ) -> dict[str, Any]:
+    """{"images": (N, 3, size, size) uint8, "labels", "files"} of the readable files (their
+    paths relative to `root`), decoded in threads (Pillow releases the GIL); "errors": the
+    unreadable ones as "path: reason" lines."""
     workers = min(8, 2 * (os.cpu_count() or 1))
     with ThreadPoolExecutor(workers) as pool:
         results = list(tqdm(pool.map(lambda e: try_load_image(e[0], size), entries, chunksize=64),
@@ -101,7 +104,10 @@ def decode(entries: list[tuple[Path, int]], size: int, split: str
               if err is not None]
     stacked = (torch.from_numpy(np.stack(images)) if images
                else torch.empty(0, 3, size, size, dtype=torch.uint8))
-    return stacked, torch.tensor(labels, dtype=torch.int64), errors
+    files = [path.relative_to(root).as_posix() for (path, _), (arr, _) in
+             zip(entries, results, strict=True) if arr is not None]
+    return {"images": stacked, "labels": torch.tensor(labels, dtype=torch.int64),
+            "files": files, "errors": errors}
 
 
 def _read_cache(path: Path, classes: list[str], splits: list[str]) -> dict | None:
@@ -119,7 +125,7 @@ def _read_cache(path: Path, classes: list[str], splits: list[str]) -> dict | Non
             ok = (cached["classes"] == classes and sorted(cached["splits"]) == sorted(splits)
                   and isinstance(cached["errors"], list) and all(
                       isinstance(v["images"], torch.Tensor) and v["images"].dtype == torch.uint8
-                      and len(v["images"]) == len(v["labels"])
+                      and len(v["images"]) == len(v["labels"]) == len(v["files"])
                       for v in cached["splits"].values()))
         except (KeyError, TypeError, AttributeError):
             ok = False
@@ -156,9 +162,8 @@ def read_folder(root: str | os.PathLike, size: int) -> tuple[list[str], dict]:
     if decoded is None:
         decoded = {"classes": classes, "splits": {}, "errors": []}
         for split, entries in files.items():
-            images, labels, errors = decode(entries, size, split)
-            decoded["splits"][split] = {"images": images, "labels": labels}
-            decoded["errors"] += errors
+            decoded["splits"][split] = decode(entries, size, split, root)
+            decoded["errors"] += decoded["splits"][split].pop("errors")
         _write_cache(path, decoded)
         how = "decoded"
     errors = decoded["errors"]
@@ -167,8 +172,8 @@ def read_folder(root: str | os.PathLike, size: int) -> tuple[list[str], dict]:
     if len(errors) > SHOWN_ERRORS:
         print(f"cifarlab: ... and {len(errors) - SHOWN_ERRORS} more unreadable images",
               file=sys.stderr)
-    splits = {k: (v["images"], v["labels"]) for k, v in decoded["splits"].items()}
-    if len(splits["train"][0]) == 0:
+    splits = {k: (v["images"], v["labels"], v["files"]) for k, v in decoded["splits"].items()}
+    if len(splits["train"][1]) == 0:
         raise DataError(f"no readable training images under {root}/train")
     check_classes(root, decoded["classes"], splits["train"][1])
     skipped = f", {len(errors)} unreadable images skipped" if errors else ""
@@ -211,18 +216,21 @@ def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 
 
 def load_folder(root: str | os.PathLike, size: int = 32, val_size: int | None = None,
-                split_seed: int = 0) -> DataSplits:
+                split_seed: int = 0, exclude: Exclusion | None = None) -> DataSplits:
     """Train/val/test tensors of an image folder. Without val/, a stratified `val_size` images
     of train/ (default: 10%) validate; without test/, the test tensors are empty. `stats` holds
-    the training images' own mean and std."""
+    the training images' own mean and std; `exclude` names training images to leave out."""
     classes, splits = read_folder(root, size)
-    x, y = splits["train"]
+    x, y, names = splits["train"]
     if "val" in splits:
-        (vx, vy), train_idx = splits["val"], np.arange(len(y))
+        (vx, vy, vnames), train_idx = splits["val"], np.arange(len(y))
     else:
         n_val = round(VAL_SHARE * len(y)) if val_size is None else val_size
         train_idx, val_idx = stratified_split(y.numpy(), n_val, split_seed)
-        vx, vy = x[val_idx], y[val_idx]
-    tx, ty = splits.get("test", (x[:0], y[:0]))
+        vx, vy, vnames = x[val_idx], y[val_idx], [names[i] for i in val_idx]
+    train_idx, excluded = without_excluded(exclude, x, y, names, train_idx)
+    tx, ty, tnames = splits.get("test", (x[:0], y[:0], []))
+    files = {"train": [names[i] for i in train_idx], "val": vnames, "test": tnames}
     x, y = x[train_idx], y[train_idx]
-    return DataSplits(x, y, vx, vy, tx, ty, list(classes), channel_stats(x))
+    return DataSplits(x, y, vx, vy, tx, ty, list(classes), channel_stats(x), files=files,
+                      excluded=excluded)

@@ -29,6 +29,10 @@ class DataSplits:
     test_labels: torch.Tensor
     classes: list[str]
     stats: Stats
+    # An image folder's file names per split, relative to the data folder (None for CIFAR).
+    files: dict[str, list[str]] | None = None
+    # What `--exclude` left out of the training images: its source, and the indices.
+    excluded: dict[str, Any] | None = None
 
     @property
     def has_test(self) -> bool:
@@ -48,7 +52,13 @@ class DataSplits:
         for name in splits:
             images, labels = self.split(name)
             record[name] = {"images": len(labels), "sha256": sha256(images, labels)}
+        if self.excluded:
+            record["excluded"] = self.excluded
         return record
+
+    def file_of(self, split: str, index: int) -> str | None:
+        """An image folder's file for image `index` of `split`, relative to the data folder."""
+        return self.files[split][index] if self.files else None
 
     def to(self, device: torch.device | str) -> DataSplits:
         moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v
@@ -91,3 +101,12 @@ def changed_splits(recorded: dict[str, Any], now: dict[str, Any], splits: tuple[
                       if then.get("images") != today["images"] else "other images, as many")
             said.append(f"{name}: {counts}")
     return "; ".join(said) or None
+
+
+def stratified_folds(labels: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
+    """`k` disjoint folds covering all indices, each with the same share of every class
+    (within one image), chosen by `seed`."""
+    rng = np.random.default_rng(seed)
+    order = np.concatenate([rng.permutation(np.flatnonzero(labels == c))
+                            for c in np.unique(labels)]) if len(labels) else np.arange(0)
+    return [np.sort(order[f::k]) for f in range(k)]

@@ -6,13 +6,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cifarlab.data import DataSplits, load_data
+import numpy as np
+
+from cifarlab.data import DataSplits
+from cifarlab.data.exclusion import evaluation_exclusions
 from cifarlab.data.splits import changed_splits
 from cifarlab.errors import CifarlabError
 from cifarlab.inference.loading import load_model
 from cifarlab.metrics import compute_metrics
 from cifarlab.models import predict_logits
 from cifarlab.runs import RunFolder
+from cifarlab.runs.run_data import load_data_for
 from cifarlab.runtime import eval_batch_size, keep_freed_memory, resolve_device
 
 
@@ -32,9 +36,7 @@ def predict_split(checkpoint: str | os.PathLike, *, data_dir: str | os.PathLike 
     model = load_model(checkpoint, dev, tta=tta, as_trained=True, tta_share=tta_share,
                        calibrated=calibrated)
     cfg = model.config
-    data = load_data(cfg.dataset, cfg.data_folder() if data_dir is None else data_dir,
-                     download=download, val_size=cfg.val_size, split_seed=cfg.split_seed,
-                     image_size=cfg.image_size)
+    data = load_data_for(cfg, data_dir, download=download)
     if split == "test" and not data.has_test:
         split = "val"
     check_same_data(checkpoint, data, split, other_data, model.classes)
@@ -46,7 +48,8 @@ def predict_split(checkpoint: str | os.PathLike, *, data_dir: str | os.PathLike 
     logits = predict_logits(model, images, batch_size or eval_batch_size(cfg.eval_batch_size,
                                                                          dev))
     return dict(images=images, labels=labels, logits=logits.cpu(), classes=model.classes,
-                tta=model.tta, device=str(dev), split=split, temperature=model.temperature)
+                tta=model.tta, device=str(dev), split=split, temperature=model.temperature,
+                files=data.files[split] if data.files else None)
 
 
 def check_same_data(checkpoint: str | os.PathLike, data: DataSplits, split: str,
@@ -74,13 +77,33 @@ def check_same_data(checkpoint: str | os.PathLike, data: DataSplits, split: str,
 def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
              split: str = "test", batch_size: int | None = None, device: str = "auto",
              download: bool = True, tta: str | None = None,
-             tta_share: float | None = None, other_data: bool = False) -> dict[str, Any]:
+             tta_share: float | None = None, other_data: bool = False,
+             exclude: str | os.PathLike | None = None) -> dict[str, Any]:
     """Evaluate a run folder or checkpoint on the test set (or `split="val"`, as in training).
-    Test-time augmentation, precision and batch size default to the run's own settings."""
+    Test-time augmentation, precision and batch size default to the run's own settings.
+    `exclude` (an audit's JSON or a list of images) adds `without`: the top-1 accuracy with the
+    leaked, the mislabeled or the listed images left out."""
     p = predict_split(checkpoint, data_dir=data_dir, split=split, batch_size=batch_size,
                       device=device, download=download, tta=tta, tta_share=tta_share,
                       other_data=other_data)
     metrics = compute_metrics(p["logits"], p["labels"], p["classes"])
     metrics.update(split=p["split"], checkpoint=str(checkpoint), device=p["device"],
                    tta=p["tta"], temperature=p["temperature"])
+    if exclude is not None:
+        metrics["without"] = scores_without(p, exclude)
     return metrics
+
+
+def scores_without(p: dict[str, Any], exclude: str | os.PathLike) -> dict[str, Any]:
+    """{reason: {"left_out", "images", "top1"}}: the split's top-1 accuracy without the
+    images `exclude` names for each reason."""
+    left_out = evaluation_exclusions(exclude, p["split"], p["images"], p["labels"], p["files"])
+    right = (p["logits"].argmax(1) == p["labels"]).numpy()
+    scores = {}
+    for reason, indices in left_out.items():
+        keep = np.ones(len(right), dtype=bool)
+        keep[indices] = False
+        scores[reason] = {"left_out": int((~keep).sum()), "images": int(keep.sum()),
+                          "top1": round(float(right[keep].mean() * 100), 4) if keep.any()
+                          else None}
+    return scores

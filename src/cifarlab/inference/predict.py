@@ -97,4 +97,5 @@ def classify_files(model: Classifier, paths: Iterable[str | os.PathLike], *, top
 
 def format_prediction(result: dict[str, Any]) -> str:
     return result["file"] + "  " + "  ".join(
-        f"{t['class']} {100 * t['probability']:.1f}%" for t in result["top"])
+        f"{t['class']} {100 * t['probability']:.1f}%" for t in result["top"]) + (
+        f"  heatmap {result['heatmap']}" if "heatmap" in result else "")

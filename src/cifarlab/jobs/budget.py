@@ -29,6 +29,7 @@ from cifarlab.errors import CifarlabError, DataError
 from cifarlab.runs import Config, make_config
 from cifarlab.runs.budgets import CANDIDATES, PLACEMENT
 from cifarlab.runs.logs import format_duration
+from cifarlab.runs.run_data import load_data_for
 from cifarlab.runtime import (
     amp_dtype,
     device_name,
@@ -150,9 +151,7 @@ def plan_run(budget: float, started: float, *, preset: str | None = None,
     first = settings(*next((name, lengths[0]) for name, lengths in options.items()))
     device = resolve_device(first.device)
     prepare_process(device, first.num_threads, first.seed)
-    data = load_data(first.dataset, first.data_folder(), download=first.download,
-                     val_size=first.val_size, split_seed=first.split_seed,
-                     image_size=first.image_size)
+    data = load_data_for(first)
     images, classes = Images.of(data), len(data.classes)
     machine = f"{device_name(device)}, {device.type}"
 

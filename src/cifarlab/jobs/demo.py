@@ -1,9 +1,9 @@
 """`cifarlab demo RUN_OR_PACKAGE`: a page to try a model (Gradio, the extra `cifarlab[demo]`).
 Drop or pick an image, or one of the test set's, and see the top-5 classes as bars, the image
-as the network sees it and the time it took; a batch of files gives a table, downloadable as
-CSV. The same functions are Gradio's HTTP API (`/classify`, `/classify_batch`). Images go
-through `classify_files`, as `cifarlab predict`'s do: the same probabilities, the same
-one-line messages for bad files."""
+as the network sees it, the heatmap of what the top class came from and the time it took; a
+batch of files gives a table, downloadable as CSV. The same functions are Gradio's HTTP API
+(`/classify`, `/classify_batch`). Images go through `classify_files`, as `cifarlab predict`'s
+do: the same probabilities, the same one-line messages for bad files."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from cifarlab.data import load_data
 from cifarlab.errors import CifarlabError
 from cifarlab.inference.predict import classify_files, load_predictor
 from cifarlab.models import Classifier
+from cifarlab.runs.run_data import load_data_for
 
 VIEW_SIZE = 224  # the network's input drawn this wide, each pixel a block
 CSV_COLUMNS = ("file", "class", "probability", "top-5", "error")
@@ -55,17 +56,33 @@ def uploaded(payload: Any) -> str | None:
     return getattr(payload, "path", payload)
 
 
-def classify_one(model: Classifier, path: str | None) -> tuple[dict, np.ndarray | None, str]:
-    """One file: ({class: probability} of the top 5, the network's view, a status line)."""
+def heatmap_view(model: Classifier, pixels: np.ndarray, top: str) -> np.ndarray | None:
+    """What the top class came from: its Grad-CAM heatmap over the network's view; None
+    without captum (the rest of the page works without it)."""
+    from cifarlab.inference.heatmaps import grad_cam, overlay
+
+    try:
+        maps, _ = grad_cam(model, torch.from_numpy(pixels)[None],
+                           torch.tensor([model.classes.index(top)]))
+    except CifarlabError:
+        return None
+    return overlay(pixels.transpose(1, 2, 0), maps[0].numpy(), size=VIEW_SIZE)
+
+
+def classify_one(model: Classifier, path: str | None
+                 ) -> tuple[dict, np.ndarray | None, np.ndarray | None, str]:
+    """One file: ({class: probability} of the top 5, the network's view, the heatmap of the
+    top class over it, a status line)."""
     if not path:
-        return {}, None, "Drop an image, or pick one of the test images below."
+        return {}, None, None, "Drop an image, or pick one of the test images below."
     start = time.perf_counter()
     r = next(classify_files(model, [path], topk=5, keep_pixels=True))
     took = 1000 * (time.perf_counter() - start)
     if "error" in r:
-        return {}, None, f"cannot classify {Path(path).name}: {r['error']}"
+        return {}, None, None, f"cannot classify {Path(path).name}: {r['error']}"
     top = r["top"][0]
     return ({t["class"]: t["probability"] for t in r["top"]}, network_view(r["pixels"]),
+            heatmap_view(model, r["pixels"], top["class"]),
             f"{top['class']} ({100 * top['probability']:.1f}%), classified in {took:.1f} ms")
 
 
@@ -98,9 +115,7 @@ def test_examples(model: Classifier, out_dir: Path, data_dir: str | None, per_cl
 
     cfg = model.config
     try:
-        data = load_data(cfg.dataset, data_dir or cfg.data_folder(), download=False,
-                         val_size=cfg.val_size, split_seed=cfg.split_seed,
-                         image_size=cfg.image_size)
+        data = load_data_for(cfg, data_dir, download=False)
     except CifarlabError as e:
         print(f"no test images to pick from ({e}); pass --data-dir PATH to offer them")
         return [], []
@@ -129,16 +144,19 @@ def build_app(model: Classifier, title: str, work: Path, data_dir: str | None = 
                 image = gr.Image(type="filepath", label="image", elem_id="image")
                 with gr.Column():
                     top5 = gr.Label(num_top_classes=5, label="top-5", elem_id="top5")
-                    view = gr.Image(label=f"as the network sees it "
-                                    f"({model.image_size}x{model.image_size})",
-                                    interactive=False, elem_id="view")
+                    with gr.Row():
+                        view = gr.Image(label=f"as the network sees it "
+                                        f"({model.image_size}x{model.image_size})",
+                                        interactive=False, elem_id="view")
+                        heat = gr.Image(label="what the top class came from (Grad-CAM)",
+                                        interactive=False, elem_id="heatmap")
             status = gr.Markdown(elem_id="status")
             if examples:
                 gr.Examples(examples, inputs=image, example_labels=labels,
                             label="test images (true class in the name)")
             # unprocessed: the file reaches cifarlab's reader (and its messages) as uploaded
             image.change(lambda f: classify_one(model, uploaded(f)), image,
-                         [top5, view, status], api_name="classify", preprocess=False)
+                         [top5, view, heat, status], api_name="classify", preprocess=False)
         with gr.Tab("Many images"):
             files = gr.File(file_count="multiple", type="filepath", label="images",
                             elem_id="files")

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from cifarlab.data import DataSplits, load_data
+from cifarlab.data import DataSplits
 from cifarlab.data.splits import changed_splits
 from cifarlab.errors import CheckpointError, CifarlabError, TrainingInterrupted
 from cifarlab.jobs.budget import outcome, parse_duration, plan_run
@@ -23,6 +23,7 @@ from cifarlab.models import predict_logits
 from cifarlab.reporting.tables import format_calibration, format_per_class
 from cifarlab.runs import Config, RunFolder, make_config, new_run_dir, option_name
 from cifarlab.runs.logs import format_duration
+from cifarlab.runs.run_data import load_data_for
 from cifarlab.runtime import (
     device_name,
     eval_batch_size,
@@ -149,9 +150,7 @@ def run_training(cfg: Config, *, resume_dir: Path | None = None,
                 folder.log(line, echo=False)
             prepare_process(device, cfg.num_threads, cfg.seed)
             if data is None:
-                data = load_data(cfg.dataset, cfg.data_folder(), download=cfg.download,
-                                 val_size=cfg.val_size, split_seed=cfg.split_seed,
-                                 image_size=cfg.image_size)
+                data = load_data_for(cfg)
             record_or_check_data(folder, data, saved)
             cfg = cfg.resolved(cfg.data_folder(), data.stats)  # from here on, unchanged
             if saved is None or notes:

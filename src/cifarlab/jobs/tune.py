@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cifarlab.data import load_data
 from cifarlab.errors import CifarlabError, ConfigError, TrainingError
 from cifarlab.inference import evaluation
 from cifarlab.jobs.study_storage import (
@@ -25,6 +24,7 @@ from cifarlab.jobs.study_storage import (
 from cifarlab.jobs.training_run import run_training
 from cifarlab.runs import Config, RunFolder, StudyFolder, make_config
 from cifarlab.runs.config import field_types
+from cifarlab.runs.run_data import load_data_for
 from cifarlab.runs.values import read_config_file
 
 RUNS_DIR = "runs/tune"  # trials go in RUNS_DIR/STUDY/trial-NNNN
@@ -131,9 +131,7 @@ def tune(*, trials: int, preset: str | None = None, config_file: str | os.PathLi
     folder.path.mkdir(parents=True, exist_ok=True)
     storage = storage or folder.default_storage()
     study = open_study(storage, study_name, sampler_seed, heartbeat)
-    data = load_data(base.dataset, base.data_folder(), download=base.download,
-                     val_size=base.val_size, split_seed=base.split_seed,
-                     image_size=base.image_size)
+    data = load_data_for(base)
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest(trial, space)

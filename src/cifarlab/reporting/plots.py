@@ -153,18 +153,29 @@ def plot_predictions(images: np.ndarray, labels: np.ndarray, preds: np.ndarray,
     return fig
 
 
-def plot_mistakes(images: np.ndarray, labels: np.ndarray, probs: np.ndarray,
-                  classes: Sequence[str], count: int = 24, cols: int = 6,
-                  split: str = "test") -> Figure:
-    """The most confidently wrong images: highest predicted probability among the errors."""
+def most_confident_mistakes(labels: np.ndarray, probs: np.ndarray, count: int = 24
+                            ) -> np.ndarray:
+    """Indices of the errors with the highest predicted probability, highest first."""
     preds = probs.argmax(1)
     wrong = np.flatnonzero(preds != labels)
-    wrong = wrong[np.argsort(-probs[wrong, preds[wrong]], kind="stable")][:count]
+    return wrong[np.argsort(-probs[wrong, preds[wrong]], kind="stable")][:count]
+
+
+def plot_mistakes(images: np.ndarray, labels: np.ndarray, probs: np.ndarray,
+                  classes: Sequence[str], count: int = 24, cols: int = 6,
+                  split: str = "test", overlays: dict[int, np.ndarray] | None = None
+                  ) -> Figure:
+    """The most confidently wrong images: highest predicted probability among the errors;
+    `overlays` (uint8 HWC pictures by image index) shown instead, e.g. with heatmaps."""
+    preds = probs.argmax(1)
+    wrong = most_confident_mistakes(labels, probs, count)
     rows = max(1, -(-len(wrong) // cols))
     fig, axes = _thumbnail_grid(2.1 * cols, 2.5 * rows, rows, cols, title_lines=2)
-    fig.suptitle(f"the {len(wrong)} most confidently wrong {split} images", fontsize=14)
+    seen = ", with what the prediction looked at" if overlays else ""
+    fig.suptitle(f"the {len(wrong)} most confidently wrong {split} images{seen}", fontsize=14)
     for ax, i in zip(axes, wrong, strict=False):
-        ax.imshow(_thumb(images[i]), interpolation="nearest")
+        shown = overlays[i] if overlays and i in overlays else _thumb(images[i])
+        ax.imshow(shown, interpolation="nearest")
         ax.set_title(f"true: {classes[labels[i]]}\npredicted: {classes[preds[i]]} "
                      f"{100 * probs[i, preds[i]]:.0f}%", fontsize=10, color=WRONG)
         _frame(ax, WRONG)

@@ -83,15 +83,37 @@ def write_report(run_dir: str | os.PathLike, images: torch.Tensor, labels: torch
     metrics = compute_metrics(logits.float().cpu(), labels.cpu(), classes)
     metrics["split"] = split
     rows = folder.rows()
+    overlays = mistake_heatmaps(folder.path, images, labels_np, probs)
     with matplotlib.rc_context({"font.size": 11}):
-        written = _draw(out, rows, metrics, images_np, labels_np, probs, classes)
+        written = _draw(out, rows, metrics, images_np, labels_np, probs, classes, overlays)
     page = RunFolder(out).report_page
     publish_text(page, render_html(folder.path.name, config, saved, metrics, rows, written))
     return page
 
 
+def mistake_heatmaps(run_dir: Path, images: torch.Tensor, labels: np.ndarray,
+                     probs: np.ndarray) -> dict[int, np.ndarray] | None:
+    """The most confident mistakes with the Grad-CAM heatmap of their predicted class over
+    them; None (a plain grid) without captum or when the model gives no heatmap."""
+    from cifarlab.inference.heatmaps import grad_cam, overlay
+    from cifarlab.inference.loading import load_model
+
+    wrong = plots.most_confident_mistakes(labels, probs)
+    if not len(wrong):
+        return None
+    try:
+        model = load_model(run_dir)
+        maps, _ = grad_cam(model, images[wrong].cpu(), torch.from_numpy(probs[wrong].argmax(1)))
+    except (CifarlabError, RuntimeError):  # no captum, a model without a feature map
+        return None
+    pictures = images[wrong].cpu().numpy().transpose(0, 2, 3, 1)
+    return {int(i): overlay(p, m.numpy(), size=64) for i, p, m in zip(wrong, pictures, maps,
+                                                                      strict=True)}
+
+
 def _draw(run_dir: Path, rows: list[dict], metrics: dict[str, Any], images: np.ndarray,
-          labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Path]:
+          labels: np.ndarray, probs: np.ndarray, classes: list[str],
+          overlays: dict[int, np.ndarray] | None = None) -> dict[str, Path]:
     split = "test" if metrics.get("split", "test") == "test" else "validation"
     figures = {
         "curves.png": plots.plot_curves(rows) if rows else None,
@@ -100,7 +122,8 @@ def _draw(run_dir: Path, rows: list[dict], metrics: dict[str, Any], images: np.n
         "reliability.png": plots.plot_reliability(metrics["reliability"], metrics["ece"], split),
         "predictions.png": plots.plot_predictions(images[:64], labels[:64],
                                                   probs[:64].argmax(1), classes, split=split),
-        "mistakes.png": plots.plot_mistakes(images, labels, probs, classes, split=split),
+        "mistakes.png": plots.plot_mistakes(images, labels, probs, classes, split=split,
+                                            overlays=overlays),
     }
     return {name: plots.save_png(fig, run_dir / name)
             for name, fig in figures.items() if fig is not None}

@@ -44,6 +44,9 @@ class Config:
                                    "and early stopping (stratified; default: 5,000 for CIFAR, "
                                    "10% of an image folder without val/); 0 = none, the last "
                                    "epoch is kept")
+    exclude: str | None = setting(None, "leave these training images out: an audit's JSON "
+                                  "(cifarlab audit) or a file of training image indices or "
+                                  "image files, one per line")
     split_seed: int = setting(0, "seed of the validation split (kept apart from --seed so that "
                               "runs with different seeds share one split)")
     # --- model
@@ -243,12 +246,13 @@ class Config:
 
     def resolved(self, data_dir: str | os.PathLike | None, stats: Stats) -> Config:
         """These settings with the data folder and the normalisation made explicit: the
-        folder read, the mean and std set (else, for pretrained weights, those the weights'
-        own configuration gives, else `stats`, the dataset's own). What a run writes to
-        config.json and trains with."""
+        folder read, the exclusion list's absolute path, the mean and std set (else, for
+        pretrained weights, those the weights' own configuration gives, else `stats`, the
+        dataset's own). What a run writes to config.json and trains with."""
         mean, std = pretrained_stats(self.model) if self.pretrained else stats
         return dataclasses.replace(
             self, data_dir=None if data_dir is None else str(data_dir),
+            exclude=self.exclude and os.path.abspath(self.exclude),
             mean=tuple(self.mean or mean), std=tuple(self.std or std)).validate()
 
     def data_folder(self) -> str | None:

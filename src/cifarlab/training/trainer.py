@@ -170,6 +170,10 @@ class Trainer:
                 "no test set (no test/ folder): validation only")
         log(f"{cfg.dataset}: {len(data.train_images)} train, {len(data.val_images)} "
             f"val images, {test}  ->  {folder.path}")
+        if data.excluded:  # --exclude
+            kinds = ", ".join(f"{k} {n}" for k, n in data.excluded.get("findings", {}).items())
+            log(f"left out {data.excluded['images']} training images listed in "
+                f"{data.excluded['from']}" + (f" ({kinds})" if kinds else ""))
         step = self.state.partial["step"] if self.state.partial else 0
         if self.state.epoch or step:
             log(f"resuming after epoch {self.state.epoch}" + (f" at step {step}" if step else ""))
