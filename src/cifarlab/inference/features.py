@@ -12,6 +12,15 @@ from cifarlab.errors import CifarlabError
 from cifarlab.models import Classifier
 
 
+def plain_view(model: Classifier, float32: bool = False) -> Classifier:
+    """The same network and normalisation with one view and no temperature, what the inside
+    of the network is read from: in the model's precision and memory format, or `float32`."""
+    return Classifier(model.net, model.mean.flatten().tolist(), model.std.flatten().tolist(),
+                      model.classes, amp=None if float32 else model.amp,
+                      channels_last=not float32 and model.channels_last,
+                      image_size=model.image_size).to(model.mean.device).eval()
+
+
 def classifier_layer(net: nn.Module) -> nn.Linear:
     """The network's last linear layer: the one that turns the embedding into logits."""
     linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
@@ -28,9 +37,7 @@ def embed(model: Classifier, images: torch.Tensor, batch_size: int = 1000) -> to
     seen: list[torch.Tensor] = []
     hook = classifier_layer(model.net).register_forward_pre_hook(
         lambda _m, args: seen.append(args[0].float().flatten(1)))
-    plain = Classifier(model.net, model.mean.flatten().tolist(), model.std.flatten().tolist(),
-                       model.classes, amp=model.amp, channels_last=model.channels_last,
-                       image_size=model.image_size).to(model.mean.device).eval()
+    plain = plain_view(model)
     out = []
     try:
         for start in range(0, len(images), batch_size):

@@ -19,8 +19,6 @@ from cifarlab.inference.duplicates import Pair, identical_pairs, near_pairs
 from cifarlab.inference.label_issues import find_label_issues
 
 SPLITS = ("train", "val", "test")
-# Across splits, the copy in the later split is the finding: a test image the training split
-# holds too is leakage, as is one the validation split (which chose the weights) holds.
 CONSTANT_STD = 2.0  # pixel standard deviation (of 255) under which an image is flat
 
 
@@ -64,6 +62,9 @@ def copy_findings(data: DataSplits, embeddings: torch.Tensor) -> list[dict[str, 
 
 
 def copy_finding(data: DataSplits, pair: Pair, where: list[tuple[str, int]]) -> dict[str, Any]:
+    """The later image of the pair is the finding: across splits, a test image the training
+    split holds too is leakage, as is one the validation split (which chose the weights)
+    holds."""
     (sa, ia), (sb, ib) = where[pair.a], where[pair.b]
     identical = pair.pixels == 1.0 and pair.embedding == 1.0
     kind = ("duplicate" if identical else "near-duplicate") if sa == sb else "leakage"

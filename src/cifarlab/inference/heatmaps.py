@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from cifarlab.data.pixels import to_float
 from cifarlab.errors import CifarlabError
-from cifarlab.inference.features import last_spatial_layer, named_layer
+from cifarlab.inference.features import last_spatial_layer, named_layer, plain_view
 from cifarlab.models import Classifier
 
 
@@ -28,8 +28,7 @@ def grad_cam(model: Classifier, images: torch.Tensor, targets: torch.Tensor | No
         raise CifarlabError("heatmaps need captum (a dependency of cifarlab): "
                             "pip install captum") from None
     name, module = (layer, named_layer(model.net, layer)) if layer else last_spatial_layer(model)
-    plain = Classifier(model.net, model.mean.flatten().tolist(), model.std.flatten().tolist(),
-                       model.classes, image_size=model.image_size).to(model.mean.device).eval()
+    plain = plain_view(model, float32=True)
     cam = LayerGradCam(plain, module)
     maps = []
     for start in range(0, len(images), batch_size):
