@@ -119,7 +119,7 @@ def synthetic_cifar(root: Path, *, train: int = 1200, test: int = 300, flip_shar
     return planted
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def audited(tmp_path_factory):
     root = tmp_path_factory.mktemp("audit")
     planted = synthetic_cifar(root / "data")

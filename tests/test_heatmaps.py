@@ -32,7 +32,7 @@ def quadrant_images(labels: np.ndarray, rng: np.random.Generator) -> torch.Tenso
     return x.expand(-1, 3, -1, -1).clamp(0, 255).round().to(torch.uint8).contiguous()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def quadrant_run(tmp_path_factory):
     rng = np.random.default_rng(0)
     y, ty = np.arange(1000) % 2, np.arange(200) % 2
