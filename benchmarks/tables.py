@@ -15,7 +15,9 @@ results files paired by seed, as `cifarlab compare A B` prints them), `candidate
 (benchmarks/budget_candidates.py's development runs) or `budgets FILE` (a bench file's
 `--time` runs against its presets; benchmarks/budget_tables.py), `audit FILE` and `planted
 FILE` (benchmarks/audit_tables.py: what an audit of CIFAR-10 found, and how much of a planted
-set of problems it finds). The test suite runs the
+set of problems it finds), `temperatures FILE` and `bundled FILE` (benchmarks/model_tables.py:
+the presets' temperatures and their checks, the models that come with cifarlab). The test
+suite runs the
 check, so a table edited by hand, or a JSON file or setting changed without regenerating,
 fails it.
 """
@@ -31,6 +33,7 @@ from pathlib import Path
 
 from audit_tables import audit_table, planted_table
 from budget_tables import budget_table, candidates_table
+from model_tables import bundled_table, temperatures_table
 
 from cifarlab.jobs.bench import markdown_table, summarize_all, wall_time
 from cifarlab.reporting.bench_compare import compare_benches, format_bench_comparison
@@ -327,7 +330,8 @@ def render(name: str) -> str:
     makers = {"bench": bench_table, "runs": runs_table, "epochs": epochs_table,
               "peak": peak_table, "profile": profile_table, "compare": compare_table,
               "budgets": budgets_table, "candidates": candidates_table, "audit": audit_table,
-              "planted": planted_table}
+              "planted": planted_table, "temperatures": temperatures_table,
+              "bundled": bundled_table}
     if kind in makers:
         return makers[kind](arg)
     return {"presets": presets_table, "targets": targets_table, "options": options_table,

@@ -28,9 +28,9 @@ import pytest
 import torch
 
 import cifarlab.jobs.bench as bench_module
-from cifarlab.cli.options import as_argv
 from cifarlab.data import CIFAR10_CLASSES, DATASETS, load_data
 from cifarlab.runs import Config, RunFolder, make_config
+from cifarlab.runs.values import as_argv
 from cifarlab.runtime import seed_everything
 from cifarlab.training import Trainer, build_trainer
 

@@ -84,6 +84,7 @@ def test_no_output_overwrites_a_file_of_a_run_or_a_package(trained_run, other_ru
     from cifarlab.inference.package import export_package
 
     run = shutil.copytree(trained_run, tmp_path / "run")
+    (run / "calibration.json").unlink()  # a file a run writes, not there now
     package = tmp_path / "pkg"
     export_package(trained_run, package)
     before = {p: p.read_bytes() for p in [*run.iterdir(), *package.iterdir()] if p.is_file()}

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from cifarlab.cli.options import as_argv
+from cifarlab.runs.values import as_argv
 from conftest import rows, tiny_args
 
 RUN = dict(val_size=100, epochs=3, report=False, num_threads=1, device="cpu")
@@ -38,8 +38,8 @@ def test_two_processes_match_one_with_the_same_global_batch(bigger_data, tmp_pat
     assert m2["test_top1"] == pytest.approx(m1["test_top1"])
     assert m2["test_loss"] == pytest.approx(m1["test_loss"], rel=1e-3)
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
-        "best.pt", "cifarlab-run.json", "config.json", "data.json", "last.pt", "metrics.csv",
-        "metrics.json", "state.json", "train.log"]
+        "best.pt", "calibration.json", "cifarlab-run.json", "config.json", "data.json",
+        "last.pt", "metrics.csv", "metrics.json", "state.json", "train.log"]
 
 
 def fastnet_args(data, run, **kw):

@@ -234,3 +234,28 @@ def test_a_stopped_export_leaves_the_previous_package_or_none(trained_run, tmp_p
     assert not (tmp_path / "new").exists()
     assert {p.name: p.read_bytes() for p in written.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+
+
+def test_bf16_weights_halve_the_package_and_keep_its_predictions(trained_run, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    assert main(["export", str(trained_run), "--format", "package", "-o",
+                 str(tmp_path / "full")]) == 0
+    assert main(["export", str(trained_run), "--format", "package", "--bf16-weights", "-o",
+                 str(tmp_path / "half")]) == 0
+    stored = load_file(str(tmp_path / "half" / "model.safetensors"))
+    assert all(t.dtype == (torch.bfloat16 if t.dim() >= 2 else t.dtype) for t in stored.values())
+    assert any(t.dtype == torch.float32 for t in stored.values())  # BatchNorm stays float32
+    size = {n: (tmp_path / n / "model.safetensors").stat().st_size for n in ("full", "half")}
+    assert size["half"] < 0.6 * size["full"]
+    own = json.loads((tmp_path / "half" / "config.json").read_text())["cifarlab"]
+    assert own["weights_dtype"] == "bfloat16" and own["settings"]["data_dir"] is None
+    assert own["made_from"] == f"{trained_run.name}/best.pt"
+    assert "stored in bfloat16" in (tmp_path / "half" / "README.md").read_text()
+    x = images()
+    full, half = load_model(tmp_path / "full")(x), load_model(tmp_path / "half")(x)
+    assert half.dtype == torch.float32 and torch.equal(full.argmax(1), half.argmax(1))
+    assert (full - half).abs().max() < 0.05 * full.abs().max()
+    assert main(["export", str(trained_run), "--bf16-weights", "-o", str(tmp_path / "m.onnx")]
+                ) == 2
+    assert "--bf16-weights is for --format package" in capsys.readouterr().err

@@ -213,8 +213,8 @@ def test_a_users_folder_is_never_overwritten(fake_data, tmp_path, capsys):
     # a marked run's folder with a file of the user's in it: refused too
     run = tmp_path / "run"
     train(tiny_config(fake_data, run, epochs=1), quiet=True)
-    for name in ("best.pt", "last.pt", "metrics.json"):
-        (run / name).unlink()
+    for name in ("best.pt", "last.pt", "metrics.json", "calibration.json"):
+        (run / name).unlink()  # what a run writes after its first epoch
     (run / "notes.txt").write_text("keep")
     assert main(["train", *tiny_args(fake_data, run)]) == 2
     assert "holds files that its cifarlab run did not write (notes.txt)" in \
@@ -228,7 +228,7 @@ def test_a_run_that_died_in_its_first_epoch_can_start_again(fake_data, tmp_path,
     run = tmp_path / "run"
     train(tiny_config(fake_data, run), quiet=True)
     # best.pt stays: a kill while the first checkpoints were written leaves it without last.pt
-    for name in ("last.pt", "metrics.json", "report.html"):
+    for name in ("last.pt", "metrics.json", "report.html", "calibration.json"):
         (run / name).unlink(missing_ok=True)
     (run / "metrics.csv").write_text("epoch,train_loss\n")  # header only: no epoch ended
     (run / "lock").write_text("999999 " + os.uname().nodename + "\n")  # its process is gone

@@ -98,3 +98,20 @@ def split_metrics(m: dict[str, Any], split: str) -> dict[str, Any]:
     (test_top1, val_ece, ...), the tables under their own names."""
     return {**{f"{split}_{k}": m[k] for k in SCALARS}, "evaluated_on": split,
             **{k: m[k] for k in ("per_class", "class_scores", "reliability", "confusion")}}
+
+
+# where a run's temperature comes from, as a calibration's "from" says it, in words
+TEMPERATURE_FROM = {"val": "fitted on the validation split", "preset": "the preset's",
+                    "setting": "--temperature", "run": "the run's"}
+
+
+def calibrated_metrics(logits: torch.Tensor, labels: torch.Tensor, classes: list[str],
+                       temperature: float | None, source: str) -> dict[str, Any]:
+    """`compute_metrics` of the logits divided by `temperature` (None: as they are), with
+    "calibration": the temperature, where it comes from (`source`) and the ECE, NLL and Brier
+    of the plain logits (top-1 is the same: dividing keeps every prediction)."""
+    m = compute_metrics(logits if temperature is None else logits / temperature, labels,
+                        classes)
+    before = m if temperature is None else compute_metrics(logits, labels, classes)
+    return {**m, "calibration": {"temperature": temperature, "from": source,
+                                 "before": {k: before[k] for k in ("ece", "nll", "brier")}}}

@@ -12,8 +12,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "image, or one of the test set's, and see the top-5 classes, the image as "
                     "the network sees it and the time it took; many files give a table to "
                     "download as CSV. The same is an HTTP API (see the page's 'Use via API').")
-    p.add_argument("checkpoint", metavar="RUN_OR_PACKAGE",
-                   help="a run folder, checkpoint, model package or hf-hub:ORG/NAME")
+    p.add_argument("checkpoint", metavar="MODEL", nargs="?",
+                   help="a run folder, checkpoint, model package, hf-hub:ORG/NAME or a bundled "
+                        "model's name (default: the best bundled CIFAR-10 model)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to serve on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="default: 7860")
@@ -24,8 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from cifarlab.inference.bundled import best_bundled
     from cifarlab.jobs.demo import serve  # Gradio: only when serving
 
-    serve(args.checkpoint, host=args.host, port=args.port, device=args.device,
+    serve(args.checkpoint or best_bundled(), host=args.host, port=args.port, device=args.device,
           data_dir=args.data_dir)
     return 0

@@ -6,16 +6,19 @@ import argparse
 import shlex
 import time
 
-from cifarlab.cli.options import as_argv
+from cifarlab.inference.bundled import bundled_models
 from cifarlab.jobs.budget import estimate
 from cifarlab.models import describe_model, list_models, list_source_models
 from cifarlab.runs import DEFAULT_PRESET, PRESETS
+from cifarlab.runs.values import as_argv
 from cifarlab.runtime import process_age
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    m = sub.add_parser("models", help="list cifarlab's models, or torchvision's or timm's",
-                       description="cifarlab's own networks; with --source, the classifiers "
+    m = sub.add_parser("models", help="list the trained models that come with cifarlab and the "
+                                      "networks to train (cifarlab's, torchvision's, timm's)",
+                       description="The trained CIFAR-10 models that come with cifarlab, then "
+                                   "cifarlab's own networks; with --source, the classifiers "
                                    "of torchvision (tv) or timm, usable as --model tv:NAME or "
                                    "--model timm:NAME")
     m.add_argument("--source", choices=("tv", "timm"), help="list this library's models")
@@ -36,6 +39,7 @@ def show_models(args: argparse.Namespace) -> int:
         for name in list_source_models(args.source, args.filter):
             print(f"{args.source}:{name}")
         return 0
+    show_bundled()
     names = [n for n in list_models() if not args.filter or args.filter in n]
     width = max(map(len, names), default=0)
     for name in names:
@@ -44,6 +48,19 @@ def show_models(args: argparse.Namespace) -> int:
           "cifarlab models --source tv|timm [--filter PATTERN]; timm needs "
           "pip install 'cifarlab[timm]')")
     return 0
+
+
+def show_bundled() -> None:
+    """The trained models that come with cifarlab, to use by name."""
+    models = bundled_models()
+    if not models:
+        return
+    print("Trained CIFAR-10 models that come with cifarlab (cifarlab predict NAME photo.jpg, "
+          "cifarlab demo NAME, cifarlab.load_model(NAME)):")
+    for m in models:
+        print(f"  {m['name']:<14} preset {m['preset']:<5} test top-1 {m['test_top1']:.2f}%  "
+              f"ECE {m['test_ece']:.2f}%  {m['megabytes']:.1f} MB")
+    print("\nNetworks to train (--model NAME):")
 
 
 def show_presets(args: argparse.Namespace) -> int:
@@ -58,4 +75,7 @@ def show_presets(args: argparse.Namespace) -> int:
               f"{shlex.join(as_argv(preset.network))}")
         if preset.recipe:
             print(f"    recipe: {shlex.join(as_argv(preset.recipe))}")
+        if preset.temperature is not None:
+            print(f"    temperature: {preset.temperature} (divides its runs' logits on "
+                  "CIFAR-10; fitted on validation runs)")
     return 0

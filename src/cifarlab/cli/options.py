@@ -47,20 +47,6 @@ def add_tta(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--tta", choices=TTA_CHOICES, help=help_text)
 
 
-def as_argv(settings: dict[str, typing.Any]) -> list[str]:
-    """Settings as the `cifarlab train` options that set them, one argument per item."""
-    argv: list[str] = []
-    for name, value in settings.items():
-        if isinstance(value, bool):
-            argv.append(option_name(name) if value else option_name("no_" + name))
-        elif isinstance(value, (list, tuple)):
-            argv += [option_name(name), *map(str, value)]
-        else:
-            text = json.dumps(value) if isinstance(value, dict) else str(value)
-            argv += [option_name(name), "none" if value is None else text]
-    return argv
-
-
 def settings_of(args: argparse.Namespace) -> dict[str, typing.Any]:
     """The settings given as options (only those given: unset ones are absent); --preset is
     not among them, as it says where the settings start from."""

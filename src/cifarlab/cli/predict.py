@@ -10,13 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from cifarlab.cli.options import add_tta
+from cifarlab.data.image_files import image_extensions
 from cifarlab.errors import CifarlabError
+from cifarlab.inference.bundled import best_bundled, bundled_models, bundled_name
+from cifarlab.inference.hub import PREFIX
 from cifarlab.inference.predict import (
     classify_files,
     format_prediction,
     load_predictor,
     predict_files,
 )
+from cifarlab.runs import RunFolder
+from cifarlab.runs.package import is_package
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,8 +31,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "image size (32x32 for CIFAR; antialiased bicubic), normalised as in "
                     "training. One line per file; errors go to standard error and make the "
                     "exit code 1.")
-    p.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders")
+    p.add_argument("inputs", nargs="+", metavar="[MODEL] IMAGE",
+                   help="the model first (a run folder, checkpoint, model package, "
+                        "hf-hub:ORG/NAME or a bundled model's name, see `cifarlab models`; "
+                        "left out: the best bundled CIFAR-10 model), then image files or "
+                        "folders")
     p.add_argument("--topk", type=int, default=5, help="classes shown per image (default: 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--batch-size", type=int, default=256)
@@ -41,9 +49,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=handle)
 
 
+def model_and_images(inputs: list[str]) -> tuple[str, list[str]]:
+    """The model the inputs name first, else the best bundled one (said on standard error),
+    and the images."""
+    first = inputs[0]
+    if is_model_source(first):
+        if len(inputs) == 1:
+            raise CifarlabError(f"give the images to classify after {first}")
+        return first, inputs[1:]
+    name = best_bundled()
+    top1 = next(m["test_top1"] for m in bundled_models() if m["name"] == name)
+    print(f"using the bundled model {name} ({top1:.2f}% on CIFAR-10's test set; its classes "
+          "only); name a run folder or package first to use your own", file=sys.stderr)
+    return name, inputs
+
+
+def is_model_source(arg: str) -> bool:
+    """Whether `arg` names a model rather than an image: a bundled model or hub name, a run
+    folder, a model package, or a file that is not an image (a checkpoint, or a mistake that
+    loading will name)."""
+    p = Path(arg)
+    if arg.startswith(PREFIX) or bundled_name(arg):
+        return True
+    if p.is_dir():
+        return is_package(p) or RunFolder.holds_run(p)
+    return p.suffix.lower() not in image_extensions()
+
+
 def handle(args: argparse.Namespace) -> int:
     if args.topk < 1 or args.batch_size < 1:
         raise CifarlabError("--topk and --batch-size must be at least 1")
+    args.checkpoint, args.images = model_and_images(args.inputs)
     if args.layer and not args.explain:
         raise CifarlabError("--layer chooses the layer --explain draws; add --explain DIR")
     failed = 0

@@ -1,7 +1,8 @@
-"""`cifarlab evaluate RUN --calibrate`: temperature scaling (Guo et al. 2017). One number T,
-fitted on the run's validation split only, divides the logits: the predictions stay the same,
-the probabilities become trustworthy. It is saved with the run (calibration.json) and used by
-every later load (predict, export, the package, the demo)."""
+"""Temperature scaling (Guo et al. 2017): one number T divides the logits, the predictions stay
+the same, the probabilities become trustworthy. A run with a validation split fits its own at
+the end of training; `cifarlab evaluate RUN --calibrate` fits it again for the chosen weights.
+It is saved with the run (calibration.json) and used by every later load (predict, export,
+the package, the demo); a run without a validation split uses its preset's (runs/presets.py)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,19 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(log_t.detach().exp())
 
 
+def calibration_record(val_logits: torch.Tensor, val_labels: torch.Tensor, checkpoint: str
+                       ) -> dict[str, Any]:
+    """The temperature fitted on validation logits, as calibration.json keeps it for the
+    weights in `checkpoint` (a file name of the run folder)."""
+    t = fit_temperature(val_logits, val_labels)
+    labels = val_labels.to(val_logits.device)
+    return {"temperature": t, "checkpoint": checkpoint, "fitted_on": "val",
+            "val_images": len(val_labels),
+            "val_nll_before": F.cross_entropy(val_logits, labels).item(),
+            "val_nll_after": F.cross_entropy(val_logits / t, labels).item(),
+            "fitted": datetime.now().isoformat("T", "seconds")}
+
+
 def check_calibratable(path: Path) -> RunFolder:
     """A run folder with a validation split, not training now."""
     folder = RunFolder(path)
@@ -66,15 +80,12 @@ def calibrate(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None 
         raise CifarlabError(f"{folder.path}'s image folder has no test/, so its validation "
                             "split stands in for the test set: a temperature fitted on it "
                             "would be scored on the images it was fitted to; add test/")
-    t = fit_temperature(val["logits"], val["labels"])
+    record = calibration_record(val["logits"], val["labels"],
+                                folder.chosen_checkpoint_path().name)
+    t = record["temperature"]
     before = compute_metrics(test["logits"], test["labels"], test["classes"])
     after = compute_metrics(test["logits"] / t, test["labels"], test["classes"])
-    result = {"temperature": t, "checkpoint": folder.chosen_checkpoint_path().name,
-              "fitted_on": "val", "val_images": len(val["labels"]),
-              "val_nll_before": F.cross_entropy(val["logits"], val["labels"]).item(),
-              "val_nll_after": F.cross_entropy(val["logits"] / t, val["labels"]).item(),
-              "test_before": {k: before[k] for k in FIGURES},
-              "test_after": {k: after[k] for k in FIGURES},
-              "fitted": datetime.now().isoformat("T", "seconds")}
+    result = {**record, "test_before": {k: before[k] for k in FIGURES},
+              "test_after": {k: after[k] for k in FIGURES}}
     folder.write_calibration(result)
     return {**result, "metrics_after": after}

@@ -13,7 +13,7 @@ from cifarlab.data.exclusion import evaluation_exclusions
 from cifarlab.data.splits import changed_splits
 from cifarlab.errors import CifarlabError
 from cifarlab.inference.loading import load_model
-from cifarlab.metrics import compute_metrics
+from cifarlab.metrics import calibrated_metrics
 from cifarlab.models import predict_logits
 from cifarlab.runs import RunFolder
 from cifarlab.runs.run_data import load_data_for
@@ -86,7 +86,9 @@ def evaluate(checkpoint: str | os.PathLike, data_dir: str | os.PathLike | None =
     p = predict_split(checkpoint, data_dir=data_dir, split=split, batch_size=batch_size,
                       device=device, download=download, tta=tta, tta_share=tta_share,
                       other_data=other_data)
-    metrics = compute_metrics(p["logits"], p["labels"], p["classes"])
+    t = p["temperature"]
+    plain = p["logits"] if t is None else p["logits"] * t
+    metrics = calibrated_metrics(plain, p["labels"], p["classes"], t, "run")
     metrics.update(split=p["split"], checkpoint=str(checkpoint), device=p["device"],
                    tta=p["tta"], temperature=p["temperature"])
     if exclude is not None:

@@ -1,6 +1,7 @@
 """Model packages on the Hugging Face hub: `hf-hub:ORG/NAME[@REVISION]` names a package
 repository, fetched (or found in the local cache: HF_HUB_CACHE, HF_HUB_OFFLINE=1 without
-network) through `huggingface_hub`. Pushing one is huggingface_hub's own command (docs)."""
+network) through `huggingface_hub`. Pushing one is huggingface_hub's own command (docs). Also
+where a source name is resolved: the bundled models' names (inference/bundled.py)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,18 @@ import os
 from pathlib import Path
 
 from cifarlab.errors import CheckpointError, first_line
+from cifarlab.inference.bundled import bundled_name, bundled_path
 
 PREFIX = "hf-hub:"
 
 
 def resolve_source(source: str | os.PathLike) -> str | os.PathLike:
-    """A local path as given; an `hf-hub:` name as the folder of its files in the cache."""
+    """A local path as given; an `hf-hub:` name as the folder of its files in the cache; a
+    bundled model's name (cifar10-94) as its folder in the installed package."""
     name = os.fspath(source)
-    return fetch_package(name[len(PREFIX):]) if name.startswith(PREFIX) else source
+    if name.startswith(PREFIX):
+        return fetch_package(name[len(PREFIX):])
+    return bundled_path(name) if bundled_name(name) else source
 
 
 def fetch_package(name: str) -> Path:

@@ -34,10 +34,12 @@ def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
 def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "cpu", *,
                tta: str | None = None, as_trained: bool = False, tta_share: float | None = None,
                calibrated: bool = True) -> Classifier:
-    """The trained classifier of a run folder, checkpoint file, model package folder or
-    `hf-hub:ORG/NAME` package, in eval mode: float RGB in [0, 1] in, logits out; `.classes`
-    names the outputs, `.config` holds the run's settings (a `cifarlab.Config`).
-    `calibrated` divides the logits by the temperature `evaluate --calibrate` fitted, if any.
+    """The trained classifier of a run folder, checkpoint file, model package folder,
+    `hf-hub:ORG/NAME` package or bundled model (`cifar10-94`, `cifar10-fast`), in eval mode:
+    float RGB in [0, 1] in, logits out; `.classes` names the outputs, `.config` holds the
+    run's settings (a `cifarlab.Config`).
+    `calibrated` divides the logits by their temperature (`Checkpoint.calibration`): the one
+    fitted on the run's validation split, else its preset's; False gives the plain logits.
 
     `tta` and `tta_share` default to the run's own. `as_trained` runs it in the run's
     precision and memory format (bf16, channels-last) as training evaluated it; by default
@@ -55,5 +57,5 @@ def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "cpu"
     model = Classifier(net, cfg.mean, cfg.std, ckpt.classes, tta=tta or cfg.tta,
                        tta_share=cfg.tta_share if tta_share is None else tta_share, amp=amp,
                        channels_last=channels_last, config=cfg, image_size=cfg.image_size,
-                       temperature=ckpt.temperature if calibrated else None)
+                       temperature=ckpt.calibration()[0] if calibrated else None)
     return model.to(device).eval()

@@ -5,12 +5,18 @@ again, the machine and time it took, the intended use and the limitations."""
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import yaml
 
-from cifarlab.runs import Config
+from cifarlab.metrics import TEMPERATURE_FROM
+from cifarlab.runs import Config, make_config
+from cifarlab.runs.values import as_argv
 
+# settings that say where and how a run ran, or that it resolved, not what it trained
+NOT_RECIPE = {"preset", "seed", "data_dir", "run_dir", "exclude", "mean", "std", "device",
+              "num_threads", "report", "log_every", "download"}
 HUB_DATASETS = {"cifar10": ("uoft-cs/cifar10", "CIFAR-10"),
                 "cifar100": ("uoft-cs/cifar100", "CIFAR-100")}
 RECIPE = ("model", "model_args", "pretrained", "image_size", "epochs", "batch_size", "optimizer",
@@ -56,6 +62,13 @@ def results_section(metrics: dict[str, Any] | None) -> list[str]:
              f"| {cell(f['top1'], '%')} | {cell(f['top5'], '%')} | {cell(f['macro_f1'], '%')} | "
              f"{cell(f['ece'], '%')} | {f['nll'] or float('nan'):.4f} | "
              f"{f['brier'] or float('nan'):.4f} |", ""]
+    c = metrics.get("calibration") or {}
+    if c.get("temperature"):
+        b = c["before"]
+        lines += [f"The probabilities are the logits divided by the temperature "
+                  f"{c['temperature']:.4f} ({TEMPERATURE_FROM[c['from']]}); without it: ECE "
+                  f"{b['ece']:.2f}%, NLL {b['nll']:.4f}, Brier {b['brier']:.4f} (top-1 is the "
+                  "same).", ""]
     scores = metrics.get("class_scores") or {}
     lines += ["| class | accuracy (recall) | precision | F1 | images |",
               "| --- | --- | --- | --- | --- |"]
@@ -88,9 +101,22 @@ def usage_section(cfg: Config, own: dict[str, Any], library: str) -> list[str]:
     lines += [f"Input: RGB scaled to [0, 1], {size}x{size} pixels, normalised with mean "
               f"{[round(m, 4) for m in mean]} and std {[round(s, 4) for s in std]} (cifarlab "
               "does this inside the model). Output: logits for the classes in `label_names`"
-              + (f", divided by the temperature {own['temperature']:.4f} fitted on the "
-                 "validation split" if own.get("temperature") else "") + "."]
+              + (f", divided by the temperature {own['temperature']:.4f} "
+                 f"({own.get('temperature_from') or 'fitted on the validation split'})"
+                 if own.get("temperature") else "") + "."]
+    if own.get("weights_dtype") == "bfloat16":
+        lines += ["", "The conv and linear weights are stored in bfloat16 (half the size); "
+                  "they compute in float32."]
     return lines
+
+
+def train_command(cfg: Config) -> str:
+    """The `cifarlab train` command of these settings: the preset, the seed, and the settings
+    that differ from the preset's (less where and how it ran)."""
+    preset = make_config(cfg.preset).to_dict()
+    diff = {k: v for k, v in cfg.to_dict().items() if k not in NOT_RECIPE and v != preset[k]}
+    return shlex.join(["cifarlab", "train", "--preset", cfg.preset, "--seed", str(cfg.seed),
+                       *as_argv(diff)]) + " --data-dir PATH"
 
 
 def model_card(cfg: Config, own: dict[str, Any], library: str,
@@ -100,7 +126,8 @@ def model_card(cfg: Config, own: dict[str, Any], library: str,
     m = metrics or {}
     recipe = [f"| `{k}` | `{getattr(cfg, k)!r}` |" for k in RECIPE]
     took = (f"{m['train_seconds'] / 60:.1f} min of training ({m.get('epochs')} epochs) on "
-            f"{m.get('device_name') or m.get('device')}, torch {m.get('torch_version')}, "
+            f"{m.get('device_name') or m.get('device')} in {m.get('precision')} (its test "
+            f"figures too), torch {m.get('torch_version')}, "
             f"cifarlab {m.get('cifarlab_version')}" if "train_seconds" in m else "not recorded")
     worst = min(((c, a) for c, a in m.get("per_class", {}).items() if a is not None),
                 key=lambda t: t[1], default=None)
@@ -111,8 +138,9 @@ def model_card(cfg: Config, own: dict[str, Any], library: str,
              f"{', ...' if len(own['classes']) > 10 else ''}), trained with the cifarlab preset "
              f"`{cfg.preset}`, seed {cfg.seed}.", "", *results_section(metrics), "",
              *usage_section(cfg, own, library), "", "## Training", "",
-             f"Time and machine: {took}.", "",
-             "Train it again (the run's settings are in config.json):", "", "```bash",
+             f"Time and machine: {took}.", "", "Trained with:", "", "```bash",
+             train_command(cfg), "```", "",
+             "or with the run's settings as config.json holds them:", "", "```bash",
              "cifarlab train --config config.json --data-dir PATH", "```", "",
              "| setting | value |", "| --- | --- |", *recipe, "",
              "## Intended use and limitations", "",

@@ -19,6 +19,7 @@ from cifarlab.inference.model_card import model_card
 from cifarlab.models.external import parse_name
 from cifarlab.runs import Checkpoint, RunFolder, open_checkpoint
 from cifarlab.runs.package import is_package, package_metrics, write_package
+from cifarlab.runs.values import WHERE_IT_RAN
 from cifarlab.version import __version__
 
 # what timm's own configuration says of the ImageNet weights, not of these
@@ -52,14 +53,25 @@ def hub_config(ckpt: Checkpoint, net: nn.Module, own: dict[str, Any]) -> dict[st
     return {**out, "cifarlab": own}
 
 
+def compact(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The float32 conv and linear weights (two dimensions or more) in bfloat16, half their
+    size; the rest (BatchNorm, biases: a few numbers each) as they are."""
+    return {k: v.bfloat16() if v.dtype == torch.float32 and v.dim() >= 2 else v
+            for k, v in weights.items()}
+
+
 def export_package(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
-                   check: bool = True) -> dict[str, Any]:
+                   check: bool = True, bf16_weights: bool = False) -> dict[str, Any]:
     """Write the package of a run folder, checkpoint file or package to `out`; returns its
     path, config.json's cifarlab section and (with `check`) the largest logit difference
-    between the package loaded back and the source, on random inputs (0: the same bits)."""
+    between the package loaded back and the source, on random inputs (0: the same bits).
+    `bf16_weights` stores the conv and linear weights in bfloat16 (`compact`). The settings
+    leave out where the run was kept (its data and run folders), and `made_from` names the
+    run folder and file only: the package tells nothing of the machine it was made on."""
     source = resolve_source(checkpoint)
     ckpt = open_checkpoint(source)
     cfg, net = ckpt.config, model_from_checkpoint(ckpt)
+    temperature, temperature_from = ckpt.calibration()
     src = Path(source)
     folder = src if src.is_dir() else src.parent
     metrics = (package_metrics(folder) if is_package(folder)
@@ -67,13 +79,17 @@ def export_package(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     own = {"model": cfg.model, "model_args": cfg.model_args, "classes": ckpt.classes,
            "num_classes": len(ckpt.classes), "image_size": cfg.image_size,
            "mean": list(cfg.mean), "std": list(cfg.std), "tta": cfg.tta,
-           "tta_share": cfg.tta_share, "temperature": ckpt.temperature,
+           "tta_share": cfg.tta_share, "temperature": temperature,
+           "temperature_from": temperature_from,
            "input": input_spec(cfg.image_size), "output": "logits (N, classes); softmax gives "
            "probabilities", "epoch": ckpt.epoch, "val_acc": ckpt.val_acc,
-           "made_from": str(ckpt.path), "cifarlab_version": __version__,
-           "settings": cfg.to_dict()}
+           "made_from": f"{ckpt.path.parent.name}/{ckpt.path.name}",
+           "weights_dtype": "bfloat16" if bf16_weights else "as trained",
+           "cifarlab_version": __version__,
+           "settings": {**cfg.to_dict(), **dict.fromkeys(WHERE_IT_RAN)}}
     card = model_card(cfg, own, library_of(cfg.model), metrics)
-    path = write_package(out, weights=ckpt.state_dict, config=hub_config(ckpt, net, own),
+    weights = compact(ckpt.state_dict) if bf16_weights else ckpt.state_dict
+    path = write_package(out, weights=weights, config=hub_config(ckpt, net, own),
                          card=card, metrics=metrics)
     result: dict[str, Any] = {"path": str(path), "format": "package", "metadata": own}
     if check:

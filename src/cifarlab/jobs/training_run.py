@@ -17,11 +17,12 @@ import torch
 from cifarlab.data import DataSplits
 from cifarlab.data.splits import changed_splits
 from cifarlab.errors import CheckpointError, CifarlabError, TrainingInterrupted
+from cifarlab.inference.calibration import calibration_record
 from cifarlab.jobs.budget import outcome, parse_duration, plan_run
-from cifarlab.metrics import compute_metrics, split_metrics
+from cifarlab.metrics import calibrated_metrics, split_metrics
 from cifarlab.models import predict_logits
 from cifarlab.reporting.tables import format_calibration, format_per_class
-from cifarlab.runs import Config, RunFolder, make_config, new_run_dir, option_name
+from cifarlab.runs import PRESETS, Config, RunFolder, make_config, new_run_dir, option_name
 from cifarlab.runs.logs import format_duration
 from cifarlab.runs.run_data import load_data_for
 from cifarlab.runtime import (
@@ -240,23 +241,34 @@ def test_once(trainer: Trainer, folder: RunFolder, summary: dict[str, Any]
               ) -> tuple[dict[str, Any], torch.Tensor]:
     """The chosen weights (best.pt), evaluated once with the run's TTA on the test set — or,
     for an image folder without test/, on the validation split (`evaluated_on` says which;
-    the keys are val_top1, ...): metrics.json's content and the logits."""
+    the keys are val_top1, ...), their logits divided by the run's temperature (fitted now on
+    the validation split, else the preset's): metrics.json's content and those logits."""
     cfg, nets, data = trainer.cfg, trainer.nets, trainer.data
     split = "test" if data.has_test else "val"
     images, labels = data.split(split)
     nets.eval_model.load_state_dict(folder.checkpoint("best").state_dict)
     tester = nets.classifier(cfg, data.classes, tta=cfg.tta, tta_share=cfg.tta_share)
-    logits = predict_logits(tester, images, eval_batch_size(cfg.eval_batch_size, trainer.device))
-    m = compute_metrics(logits, labels, data.classes)
+    batch = eval_batch_size(cfg.eval_batch_size, trainer.device)
+    temperature, source = cfg.temperature, ("none" if cfg.temperature is None else "preset"
+                                            if cfg.temperature == PRESETS[cfg.preset].temperature
+                                            else "setting")
+    if split == "test" and len(data.val_images):  # its own, fitted where the test is not
+        record = calibration_record(predict_logits(tester, data.val_images, batch),
+                                    data.val_labels, folder.checkpoint_path("best").name)
+        folder.write_calibration(record)
+        temperature, source = record["temperature"], "val"
+    logits = predict_logits(tester, images, batch)
+    m = calibrated_metrics(logits, labels, data.classes, temperature, source)
     return {
-        **split_metrics(m, split), "classes": data.classes, **summary,
+        **split_metrics(m, split), "calibration": m["calibration"], "classes": data.classes,
+        **summary,
         "total_seconds": trainer.elapsed(), "train_images": len(data.train_images),
         "gpu_peak_memory_mb": gpu_peak_memory_mb(trainer.device), "device": str(trainer.device),
         "device_name": device_name(trainer.device), "precision": precision_name(nets.amp),
         "torch_version": torch.__version__,
         "cifarlab_version": __version__, "preset": cfg.preset, "model": cfg.model,
         "seed": cfg.seed,
-    }, logits
+    }, logits if temperature is None else logits / temperature
 
 
 def finish(trainer: Trainer, folder: RunFolder, metrics: dict[str, Any],

@@ -18,10 +18,12 @@ import torch
 from cifarlab.errors import CifarlabError
 from cifarlab.files import publish_text
 from cifarlab.inference import predict_split
+from cifarlab.inference.bundled import bundled_name
+from cifarlab.inference.hub import resolve_source
 from cifarlab.metrics import compute_metrics
 from cifarlab.reporting import plots
 from cifarlab.reporting.html import PAGE_STYLE, embed_png, html_table
-from cifarlab.reporting.tables import shown_classes
+from cifarlab.reporting.tables import format_calibration, shown_classes
 from cifarlab.runs import Config, RunFolder
 from cifarlab.runs.logs import format_duration
 from cifarlab.runs.package import is_package, package_metrics, package_settings
@@ -55,7 +57,9 @@ def confused_pairs(confusion: list[list[int]], classes: list[str], top: int = 10
 
 def report_folder(run_dir: str | os.PathLike) -> Path:
     """Where a report goes: into a run's folder; beside a model package, in NAME-report/ (a
-    package holds what it shares and nothing else)."""
+    package holds what it shares and nothing else); for a bundled model, NAME-report/ here."""
+    if bundled_name(run_dir):
+        return Path(f"{os.fspath(run_dir)}-report")
     path = Path(run_dir)
     return path.parent / f"{path.name}-report" if is_package(path) else path
 
@@ -66,12 +70,12 @@ def write_report(run_dir: str | os.PathLike, images: torch.Tensor, labels: torch
     """Draw the pictures from test-set logits (`split="val"`: an image folder without a test
     set) of a run folder or model package, and write report.html, into `out_dir` (default:
     `report_folder(run_dir)`); returns its path."""
-    folder = RunFolder(run_dir)
+    folder = RunFolder(resolve_source(run_dir))
     if is_package(folder.path):
         config, saved = package_settings(folder.path), package_metrics(folder.path) or {}
     else:
         config, saved = folder.settings(), folder.metrics() or {}
-    out = Path(out_dir) if out_dir is not None else report_folder(folder.path)
+    out = Path(out_dir) if out_dir is not None else report_folder(run_dir)
     if out != folder.path:
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -141,6 +145,11 @@ def report_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = 
     return write_report(run_dir, p["images"], p["labels"], p["logits"], p["classes"], p["split"])
 
 
+def saved_calibration(saved: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json's calibration (its temperature and the figures without it), if any."""
+    return {"calibration": saved["calibration"]} if saved.get("calibration") else {}
+
+
 def _summary(metrics: dict[str, Any], saved: dict[str, Any]) -> list[tuple[str, Any]]:
     best_val = saved.get("best_val_acc")
     chosen = (f"epoch {saved['best_epoch']} (validation {best_val:.2f}%)" if best_val is not None
@@ -150,8 +159,8 @@ def _summary(metrics: dict[str, Any], saved: dict[str, Any]) -> list[tuple[str, 
     rows = [(f"{name} top-1", f"{metrics['top1']:.2f}%"),
             (f"{name} top-5", f"{metrics['top5']:.2f}%"),
             (f"{name} macro-F1", f"{metrics['macro_f1']:.2f}%"),
-            (f"{name} calibration", f"ECE {metrics['ece']:.2f}%, NLL {metrics['nll']:.4f}, "
-                                    f"Brier {metrics['brier']:.4f}"),
+            (f"{name} calibration", format_calibration({**metrics, **saved_calibration(saved)}
+                                                       ).removeprefix("calibration: ")),
             (f"{name} images", metrics["count"]),
             ("weights tested", chosen)]
     if "epochs" in saved:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cifarlab.metrics import TEMPERATURE_FROM
+
 MANY_CLASSES = 20  # above this (CIFAR-100), tables and pictures show the extremes
 
 
@@ -52,8 +54,16 @@ def format_calibration(metrics: dict[str, Any]) -> str:
     ece, nll, brier = (figure(metrics, k) for k in ("ece", "nll", "brier"))
     if ece is None:
         return ""
-    return (f"calibration: ECE {ece:.2f}% ({len(metrics['reliability'])} bins), NLL {nll:.4f}, "
+    line = (f"calibration: ECE {ece:.2f}% ({len(metrics['reliability'])} bins), NLL {nll:.4f}, "
             f"Brier {brier:.4f}")
+    c = metrics.get("calibration")
+    if not c:  # an older run's, or evaluate's
+        return line
+    if c["temperature"] is None:
+        return line + " (no temperature: train with --val-size N to fit one)"
+    b = c["before"]
+    return (line + f" with temperature {c['temperature']:.3f} ({TEMPERATURE_FROM[c['from']]}); "
+            f"without: ECE {b['ece']:.2f}%, NLL {b['nll']:.4f}, Brier {b['brier']:.4f}")
 
 
 def figure(metrics: dict[str, Any], key: str) -> Any:

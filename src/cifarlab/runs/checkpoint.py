@@ -32,6 +32,7 @@ FORMAT = "cifarlab-checkpoint"
 # 3: the settings resolved in `config`, which the header no longer repeats; 2: warm-up as a
 # share of the run, fastnet's BatchNorm eps in its model_args.
 VERSION = 3
+FITTED = "fitted on the run's validation split"  # where a checkpoint's own temperature comes from
 
 
 @dataclass
@@ -43,7 +44,18 @@ class Checkpoint:
     epoch: int | None = None
     val_acc: float | None = None
     resume: dict[str, Any] | None = None
-    temperature: float | None = None  # the logits' divisor fitted by `evaluate --calibrate`
+    temperature: float | None = None  # fitted for these weights (`evaluate --calibrate`)
+
+    def calibration(self) -> tuple[float | None, str]:
+        """The temperature that divides these weights' logits, and where it comes from: the
+        one fitted for them on a validation split, else the one their settings carry (their
+        preset's), else none."""
+        if self.temperature is not None:
+            return self.temperature, FITTED
+        if self.config.temperature is not None:
+            return self.config.temperature, (f"the {self.config.preset} preset's, fitted on "
+                                             "the validation splits of its development runs")
+        return None, "none"
 
 
 def unwrap(model: nn.Module) -> nn.Module:

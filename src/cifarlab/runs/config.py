@@ -22,8 +22,11 @@ from cifarlab.data import DATASET_CHOICES, DATASETS, Stats, default_data_dir
 from cifarlab.errors import ConfigError
 from cifarlab.models import IMAGENET_STATS, TTA_CHOICES, check_model
 from cifarlab.models.external import pretrained_stats
-from cifarlab.runs.presets import DEFAULT_PRESET, PRESETS
+from cifarlab.runs.presets import DEFAULT_PRESET, PRESETS, Preset
 from cifarlab.runs.values import coerce, read_config_file
+
+# The settings a preset's temperature depends on, beyond its network and dataset.
+CONFIDENCE = ("label_smoothing", "mixup_alpha", "tta", "tta_share")
 
 
 def setting(base: Any, help: str, **kw: Any) -> Any:
@@ -146,6 +149,11 @@ class Config:
                        "validation always sees one view", choices=TTA_CHOICES)
     tta_share: float = setting(1.0, "share of each test batch that gets the test-time views: "
                                "the images one view is least sure of (1 = all)")
+    temperature: float | None = setting(None, "divide the test logits by this temperature, "
+                                        "so that the probabilities are calibrated (1 = "
+                                        "none); default: the preset's, where the run is "
+                                        "one it was fitted for; a run with a validation "
+                                        "split fits its own at the end")
     sync_bn: bool = setting(False, "with torchrun: BatchNorm statistics over the global batch, "
                             "not each process's share")
     compile: bool = setting(False, "torch.compile the training model (on the CPU it needs a "
@@ -209,6 +217,7 @@ class Config:
             (0 <= self.warmup < 1, "warmup is a share of the run: it must be in [0, 1)"),
             (0 < self.whiten_bias_share <= 1, "whiten_bias_share must be in (0, 1]"),
             (0 <= self.tta_share <= 1, "tta_share must be in [0, 1]"),
+            (self.temperature is None or self.temperature > 0, "temperature must be > 0"),
             (self.t_max is None or self.t_max > 0, "t_max must be greater than 0"),
             (self.step_size >= 1, "step_size must be at least 1"),
             (self.patience is None or self.patience >= 1, "patience must be at least 1"),
@@ -334,11 +343,23 @@ def make_config(preset: str | None = None, config_file: str | os.PathLike | None
     values = _layer(values, overrides, "arguments")
     values["preset"] = name
     given = {**file_values, **overrides}
+    if "temperature" not in given:
+        values["temperature"] = preset_temperature(PRESETS[name], values,
+                                                   model == network["model"])
     if "epochs" in given and "low_res_epochs" not in given and model == network["model"]:
         values["low_res_epochs"] = scaled_low_res(network.get("low_res_epochs", 0),
                                                   recipe.get("epochs", values["epochs"]),
                                                   values["epochs"])
     return Config(**values).validate()
+
+
+def preset_temperature(preset: Preset, values: dict[str, Any], its_network: bool
+                       ) -> float | None:
+    """The preset's temperature for a run like those it was fitted on: its network, on
+    CIFAR-10, with its label smoothing, mixup and test views (what sets how sure a model is);
+    None for another run, which fits its own with a validation split."""
+    same = all(values[k] == preset.recipe.get(k, base_values()[k]) for k in CONFIDENCE)
+    return preset.temperature if its_network and same and values["dataset"] == "cifar10" else None
 
 
 def scaled_low_res(preset_low: int, preset_epochs: int, epochs: int) -> int:
@@ -368,8 +389,3 @@ def upgrade_config(values: dict[str, Any]) -> dict[str, Any]:
         stats = IMAGENET_STATS if values.get("pretrained") else DATASETS[dataset].stats
         values["mean"], values["std"] = stats[0], values.get("std") or stats[1]
     return values
-
-
-def option_name(name: str) -> str:
-    """The command-line option of a Config field: num_threads -> --num-threads."""
-    return "--" + name.replace("_", "-")

@@ -24,7 +24,7 @@ import torch
 
 from cifarlab.errors import CheckpointError, ConfigError, first_line
 from cifarlab.files import publish_text, publishing, read_json_object
-from cifarlab.runs.checkpoint import Checkpoint, weights_digest
+from cifarlab.runs.checkpoint import FITTED, Checkpoint, weights_digest
 from cifarlab.runs.config import Config
 
 FORMAT, VERSION = "cifarlab-package", 1
@@ -142,8 +142,9 @@ def read_package(path: str | os.PathLike) -> Checkpoint:
     if temperature is not None and not (isinstance(temperature, (int, float))
                                         and temperature > 0):
         raise CheckpointError(f"{p / CONFIG}: temperature must be a positive number")
+    fitted = own.get("temperature_from", FITTED) == FITTED  # else the settings carry it
     return Checkpoint(p / WEIGHTS, config, list(own["classes"]), weights, own.get("epoch"),
-                      own.get("val_acc"), temperature=temperature)
+                      own.get("val_acc"), temperature=temperature if fitted else None)
 
 
 def package_metrics(path: str | os.PathLike) -> dict[str, Any] | None:

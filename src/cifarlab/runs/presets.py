@@ -17,15 +17,19 @@ class Preset:
     description: str
     recipe: dict[str, Any]
     network: dict[str, Any]  # "model" and what goes with that network
+    # The logits' divisor that calibrates its runs' probabilities (None: not measured): the
+    # mean of the temperatures fitted on the validation splits of its development runs,
+    # benchmarks/preset-temperatures.json (`python benchmarks/preset_temperatures.py`).
+    temperature: float | None = None
 
 
 def _preset(description: str, *recipes: dict[str, Any], network: dict[str, Any],
-            **values: Any) -> Preset:
+            temperature: float | None = None, **values: Any) -> Preset:
     """A preset: the recipes merged in order, then its own values."""
     merged: dict[str, Any] = {}
     for recipe in [*recipes, values]:
         merged.update(recipe)
-    return Preset(description, merged, network)
+    return Preset(description, merged, network, temperature)
 
 
 def _fastnet(widths: list[int], low_res_epochs: int, whiten_bias_share: float) -> dict[str, Any]:
@@ -80,7 +84,7 @@ PRESETS: dict[str, Preset] = {
     "fast": _preset(
         "the default: fastnet 32/64/128, Muon, 2 epochs (the first on 24-pixel images) on all "
         "50,000 training images, flip-only test views",
-        _SPEED_RECIPE, _MUON_RECIPE, _FAST_RECIPE, epochs=2,
+        _SPEED_RECIPE, _MUON_RECIPE, _FAST_RECIPE, epochs=2, temperature=0.588,
         network=_fastnet([32, 64, 128], low_res_epochs=1, whiten_bias_share=0.375),
     ),
     "90": _preset(
@@ -93,7 +97,7 @@ PRESETS: dict[str, Preset] = {
         "the record's network (fastnet 64/256/256) and optimizer (Muon, batches of 2,000), "
         "9 epochs, the first 3 on 24-pixel images, on all 50,000 training images (no "
         "validation split: the last epoch is kept), six test views for the least sure fifth",
-        _SPEED_RECIPE, _MUON_RECIPE, _RECORD_RUN, epochs=9,
+        _SPEED_RECIPE, _MUON_RECIPE, _RECORD_RUN, epochs=9, temperature=0.489,
         network=_fastnet([64, 256, 256], low_res_epochs=3, whiten_bias_share=1 / 3),
     ),
     # Pieces of 400 keep the wider network's peak memory under 2 GB.

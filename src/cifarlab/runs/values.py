@@ -118,3 +118,22 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         # a model package's config.json: its run's settings, less where that run was kept
         return {k: v for k, v in package["settings"].items() if k not in WHERE_IT_RAN}
     return data
+
+
+def option_name(name: str) -> str:
+    """The command-line option of a Config field: num_threads -> --num-threads."""
+    return "--" + name.replace("_", "-")
+
+
+def as_argv(settings: dict[str, typing.Any]) -> list[str]:
+    """Settings as the `cifarlab train` options that set them, one argument per item."""
+    argv: list[str] = []
+    for name, value in settings.items():
+        if isinstance(value, bool):
+            argv.append(option_name(name) if value else option_name("no_" + name))
+        elif isinstance(value, (list, tuple)):
+            argv += [option_name(name), *map(str, value)]
+        else:
+            text = json.dumps(value) if isinstance(value, dict) else str(value)
+            argv += [option_name(name), "none" if value is None else text]
+    return argv
