@@ -249,9 +249,7 @@ def test_once(trainer: Trainer, folder: RunFolder, summary: dict[str, Any]
     nets.eval_model.load_state_dict(folder.checkpoint("best").state_dict)
     tester = nets.classifier(cfg, data.classes, tta=cfg.tta, tta_share=cfg.tta_share)
     batch = eval_batch_size(cfg.eval_batch_size, trainer.device)
-    temperature, source = cfg.temperature, ("none" if cfg.temperature is None else "preset"
-                                            if cfg.temperature == PRESETS[cfg.preset].temperature
-                                            else "setting")
+    temperature, source = cfg.temperature, settings_temperature_source(cfg)
     if split == "test" and len(data.val_images):  # its own, fitted where the test is not
         record = calibration_record(predict_logits(tester, data.val_images, batch),
                                     data.val_labels, folder.checkpoint_path("best").name)
@@ -269,6 +267,13 @@ def test_once(trainer: Trainer, folder: RunFolder, summary: dict[str, Any]
         "cifarlab_version": __version__, "preset": cfg.preset, "model": cfg.model,
         "seed": cfg.seed,
     }, logits if temperature is None else logits / temperature
+
+
+def settings_temperature_source(cfg: Config) -> str:
+    """Where the settings' temperature comes from: none, the preset's, or --temperature."""
+    if cfg.temperature is None:
+        return "none"
+    return "preset" if cfg.temperature == PRESETS[cfg.preset].temperature else "setting"
 
 
 def finish(trainer: Trainer, folder: RunFolder, metrics: dict[str, Any],
