@@ -9,9 +9,10 @@ import json
 import statistics
 from pathlib import Path
 
-from cifarlab.jobs.bench import summarize_all, wall_time
+from cifarlab.jobs.bench import summarize_all
 from cifarlab.jobs.budget import parse_duration
 from cifarlab.runs import make_config
+from cifarlab.runs.logs import format_duration
 from cifarlab.training.flops import training_flops
 
 HERE = Path(__file__).resolve().parent
@@ -80,8 +81,10 @@ def budget_table(name: str) -> str:
         within = {n: p for n, p in presets.items() if p["wall_seconds"]["mean"] <= budget}
         best = max(within, key=lambda n: within[n]["test_top1"]["mean"], default=None)
         rival = (f"`{best}`: {within[best]['test_top1']['mean']:.2f}% in "
-                 f"{wall_time(within[best]['wall_seconds']['mean'])}" if best else "none")
-        lines.append(f"| `{entry}` | {plans} | {wall_time(s['wall_seconds']['mean'])} "
-                     f"({wall_time(s['wall_seconds']['max'])}) | {100 * share:.0f}% | {times} | "
+                 f"{format_duration(within[best]['wall_seconds']['mean'], precise=True)}"
+                 if best else "none")
+        wall = [format_duration(s["wall_seconds"][k], precise=True) for k in ("mean", "max")]
+        lines.append(f"| `{entry}` | {plans} | {wall[0]} ({wall[1]}) | {100 * share:.0f}% | "
+                     f"{times} | "
                      f"{s['test_top1']['mean']:.2f}% ({accs}) | {rival} |")
     return "\n".join(lines)

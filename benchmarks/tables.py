@@ -35,9 +35,11 @@ from audit_tables import audit_table, planted_table
 from budget_tables import budget_table, candidates_table
 from model_tables import bundled_table, temperatures_table
 
-from cifarlab.jobs.bench import markdown_table, summarize_all, wall_time
+from cifarlab.jobs.bench import markdown_table, summarize_all
 from cifarlab.reporting.bench_compare import compare_benches, format_bench_comparison
 from cifarlab.runs import DEFAULT_PRESET, PRESETS, Config, make_config, option_name
+from cifarlab.runs.config import setting_sections
+from cifarlab.runs.logs import format_duration
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "benchmarks"
@@ -121,7 +123,8 @@ def presets_table() -> str:
                 result = load(file)
                 s = summarize_all(result["runs"])[name]
                 rows.append((f"{s['test_top1']['mean']:.2f}% ± {s['test_top1']['std']:.2f} "
-                             f"({s['seeds']})", wall_time(s["wall_seconds"]["mean"]),
+                             f"({s['seeds']})",
+                             format_duration(s["wall_seconds"]["mean"], precise=True),
                              machine(result).split(", torch")[0]))
                 measured += [c for c in commands(file, result)
                              if name in c.split(" --")[0].split()[2:]]
@@ -148,8 +151,8 @@ def targets_table() -> str:
             runs = [r for r in result["runs"] if r["preset"] == t["preset"]]
             accs = ", ".join(f"{r['test_top1']:.2f}" for r in runs)
             measured = (f"{s['test_top1']['mean']:.2f}% ± {s['test_top1']['std']:.2f} ({accs}) "
-                        f"in {wall_time(s['wall_seconds']['mean'])} (at most "
-                        f"{wall_time(s['wall_seconds']['max'])})")
+                        f"in {format_duration(s['wall_seconds']['mean'], precise=True)} (at most "
+                        f"{format_duration(s['wall_seconds']['max'], precise=True)})")
             checks = [min(r["test_top1"] for r in runs) >= t.get("every_seed", 0),
                       s["test_top1"]["mean"] >= t.get("mean", 0),
                       s["wall_seconds"]["mean"] <= t.get("mean_wall_s", float("inf"))]
@@ -183,15 +186,9 @@ def runs_table(name: str) -> str:
 
 
 def options_table() -> str:
-    """Every setting as an option, grouped as config.py groups them (its `# --- ` lines),
-    with the default preset's value and the help text."""
-    source = (ROOT / "src" / "cifarlab" / "runs" / "config.py").read_text()
-    groups: list[tuple[str, list[str]]] = []
-    for line in source.splitlines():
-        if m := re.match(r"    # --- (.+)", line):
-            groups.append((m.group(1), []))
-        elif (m := re.match(r"    (\w+): .+ = setting\(", line)) and groups:
-            groups[-1][1].append(m.group(1))
+    """Every setting as an option, in the settings' sections (as --help groups them), with
+    the default preset's value and the help text."""
+    groups = setting_sections()
     fields = {f.name: f for f in dataclasses.fields(Config)}
     defaults = make_config(DEFAULT_PRESET)
     lines = []
@@ -218,10 +215,10 @@ def epochs_table(name: str) -> str:
              "| --- | --- | --- |" + (" --- |" if before else "")]
     for r in result["networks"]:
         old = r["epoch_seconds_depthwise_bf16"]
-        lines.append(f"| `{r['command']}` | {_minutes(r['epoch_seconds'])} | "
-                     f"{r['steps_per_epoch']} ({r['batch_size']}, {r['image_size']} px, "
-                     f"{r['precision']}) |" + (f" {_minutes(old) if old else ''} |" if before
-                                              else ""))
+        then = f" {format_duration(old, precise=True) if old else ''} |" if before else ""
+        lines.append(f"| `{r['command']}` | {format_duration(r['epoch_seconds'], precise=True)} "
+                     f"| {r['steps_per_epoch']} ({r['batch_size']}, {r['image_size']} px, "
+                     f"{r['precision']}) |" + then)
     flags = " --before" if before else ""
     return "\n".join([*lines, "", f"Machine: {machine_of(result)}; the median of "
                        f"{result['steps_timed']} timed steps times the steps of an epoch.", "",
@@ -293,10 +290,6 @@ def compare_table(names: str) -> str:
     return format_bench_comparison(rows, f"`{a}`", f"`{b}`")
 
 
-def _minutes(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
-
-
 # The CPU kinds the machines page compares, each by one bench file of fast, 90 and seed-fast.
 KIND_FILES = ["cpu-2core-xeon.json", "cpu-2core.json", AVX2]
 
@@ -309,7 +302,8 @@ def kinds_table() -> str:
     for file in KIND_FILES:
         result = load(file)
         s = summarize_all(result["runs"])
-        cells = [f"{s[n]['test_top1']['mean']:.2f}% in {wall_time(s[n]['wall_seconds']['mean'])}"
+        cells = [f"{s[n]['test_top1']['mean']:.2f}% in "
+                 f"{format_duration(s[n]['wall_seconds']['mean'], precise=True)}"
                  + ("" if s[n]["seeds"] == 3 else f" ({s[n]['seeds']} seed"
                     f"{'s' if s[n]['seeds'] > 1 else ''})") for n in names]
         lines.append(f"| {machine(result).split(', torch')[0]} | " + " | ".join(cells) + " |")

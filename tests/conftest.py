@@ -18,6 +18,7 @@ import http.server
 import io
 import pickle
 import shutil
+import signal
 import tarfile
 import threading
 from pathlib import Path
@@ -32,7 +33,7 @@ from cifarlab.data import CIFAR10_CLASSES, DATASETS, load_data
 from cifarlab.runs import Config, RunFolder, make_config
 from cifarlab.runs.values import as_argv
 from cifarlab.runtime import seed_everything
-from cifarlab.training import Trainer, build_trainer
+from cifarlab.training import Hook, Trainer, build_trainer, run_hooks
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -83,12 +84,24 @@ def tiny_trainer(data: Path, **kw: Any) -> Trainer:
                          device=torch.device("cpu"))
 
 
-def fit_in(trainer: Trainer, run_dir: Path) -> dict:
-    """Train a Trainer built by a test into a new run folder, as `cifarlab.train` does."""
+def fit_in(trainer: Trainer, run_dir: Path, *hooks: Hook) -> dict:
+    """Train a Trainer built by a test into a new run folder, as `cifarlab.train` does, with a
+    run's hooks and then `hooks`."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunFolder(run_dir) as folder:
         folder.write_config(trainer.cfg)
-        return trainer.fit(folder)
+        run = run_hooks(trainer.cfg, folder, hooks)
+        try:
+            return trainer.fit(run.hooks)
+        finally:
+            run.close()
+
+
+class SignalAtEpochEnd(Hook):
+    """Ctrl-C as an epoch ends: the run stops at step 0 of the next one."""
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        trainer.stop.signum = signal.SIGINT
 
 
 def tiny_args(data: Path, run_dir: Path, **kw: Any) -> list[str]:

@@ -82,6 +82,25 @@ def test_bench_needs_known_presets(capsys):
     assert "choose from fast" in capsys.readouterr().err
 
 
+def test_the_options_after_the_dashes_are_read_as_train_reads_them(tmp_path, capsys):
+    """bench learns its runs' data folder, dataset and compile from train's own parser: an
+    `--opt=VALUE` counts, and a run folder named `folder` is not `--dataset folder`."""
+    from cifarlab.cli.bench import child_settings
+
+    child = child_settings([f"--data-dir={tmp_path}", "--compile", "--epochs", "2"])
+    assert (child.data_folder(), child.dataset, child.compile) == (str(tmp_path), "cifar10",
+                                                                  True)
+    assert child_settings(["--amp", "off"]).dataset == "cifar10"
+    images = tmp_path / "images"
+    (images / "train").mkdir(parents=True)
+    assert main(["bench", "fast", "--", "--dataset", "folder", "--data-dir", str(images)]) == 2
+    assert "has no test/ folder" in capsys.readouterr().err
+    assert main(["bench", "fast", "--", "--run-dir", "folder"]) == 2
+    assert "bench sets --run-dir of each run itself" in capsys.readouterr().err
+    assert main(["bench", "fast", "--", "--epochs", "many"]) == 2  # refused before any run
+    assert "epochs: cannot read 'many' as int" in capsys.readouterr().err
+
+
 def test_stand_in_data_for_gpu_timing_loads_as_cifar10(tmp_path):
     """benchmarks/stand_in_cifar.py (for gpu_check.sh on machines the real data cannot reach)
     writes what cifarlab reads: the official layout, the sizes asked for, balanced classes."""

@@ -169,7 +169,7 @@ def test_another_model_starts_with_its_own_arguments(tmp_path):
 
 def test_another_model_keeps_the_recipe_and_leaves_the_presets_network_part():
     fast, other = make_config("fast"), make_config("fast", model="resnet9")
-    network = PRESETS["fast"].network
+    network = PRESETS["fast"].network.values
     assert network["model"] == "fastnet" and {"low_res_epochs", "norm_bias_lr_scale"} <= set(
         network)
     assert (fast.low_res_epochs, fast.norm_bias_lr_scale) == (1, 64.0)
@@ -243,3 +243,47 @@ def test_low_res_sizes_take_one_size_or_one_per_epoch():
     assert one.low_res_size == (20,) and [one.epoch_size(e) for e in (1, 2, 3)] == [20, 20, 32]
     ramp = make_config("fast", epochs=4, low_res_epochs=3, low_res_size=[16, 24, 28])
     assert [ramp.epoch_size(e) for e in range(1, 5)] == [16, 24, 28, 32]
+
+
+def test_a_preset_explained_is_the_preset_that_trains(capsys):
+    """`presets NAME --explain` reads the declarations training uses: its layers' values
+    merged are the recipe, its resolved options are make_config's, and each derived number
+    comes with its derivation."""
+    from cifarlab.cli import main
+    from cifarlab.runs.config import base_values
+    from cifarlab.runs.explain import explain_preset, resolved_settings
+
+    for name, preset in PRESETS.items():
+        text = "\n".join(explain_preset(name))
+        resolved = {**base_values(), **resolved_settings(name), "preset": name}
+        assert Config(**resolved) == make_config(name), name
+        for part in (*preset.parts, preset.network):
+            assert part.why.split()[0] in text
+    text = " ".join("\n".join(explain_preset("94")).split())  # unwrapped
+    assert "1.656 x 2000 / 2000 = 1.656" in text and "0.67 x 2000 x 81 / 256^2" in text
+    assert "--batch-size 512 (replaced below)" in text and "temperature 0.489" in text
+    assert main(["presets", "fast", "--explain"]) == 0
+    assert "lr = 1.656 x 500 / 2000 = 0.414" in " ".join(capsys.readouterr().out.split())
+    assert main(["presets", "--explain"]) == 2
+
+
+def test_train_help_groups_the_settings_by_their_sections(capsys):
+    """--help's groups are Config's own sections (its `# ---` lines), every setting in one."""
+    import re
+
+    from cifarlab.cli import main
+    from cifarlab.runs import config
+
+    source = Path(config.__file__).read_text()
+    marked = dict((f, t) for t, f in re.findall(r"# --- (.+)\n\s+(\w+):", source))
+    assert marked == config.SECTIONS
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    titles = [f"settings: {t}:" for t in config.SECTIONS.values()]
+    assert all(t in text for t in titles)
+    where = [text.index(t) for t in titles]
+    assert where == sorted(where)
+    body = text[where[0]:]  # past the usage lines
+    assert body.index("--val-size") < body.index(titles[1]) < body.index("--lr") \
+        < body.index(titles[3])

@@ -4,7 +4,6 @@ every command on such runs."""
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -18,7 +17,7 @@ from cifarlab.cli import main
 from cifarlab.data import load_data
 from cifarlab.data.folders import channel_stats
 from cifarlab.errors import CifarlabError, DataError
-from conftest import TINY, fit_in, tiny_config, tiny_trainer
+from conftest import TINY, SignalAtEpochEnd, fit_in, tiny_config, tiny_trainer
 
 CLASSES = ["apple", "kiwi", "plum"]
 COLOURS = {"apple": (200, 40, 40), "kiwi": (60, 170, 50), "plum": (90, 40, 140)}
@@ -162,9 +161,8 @@ def test_a_stopped_folder_run_of_a_torchvision_model_resumes_exactly(image_folde
                 "model": "tv:mobilenet_v2", "model_args": {}}
     ref = train(tiny_config(image_folder, tmp_path / "ref", **settings), quiet=True)
     t = tiny_trainer(image_folder, **settings)
-    t.on_epoch_end = lambda row: setattr(t.stop, "signum", signal.SIGINT)
     with pytest.raises(CifarlabError, match="stopped by SIGINT in epoch 2 at step 0"):
-        fit_in(t, tmp_path / "run")
+        fit_in(t, tmp_path / "run", SignalAtEpochEnd())
     m = resume(tmp_path / "run", quiet=True)
     assert (m["test_top1"], m["test_loss"]) == (ref["test_top1"], ref["test_loss"])
 

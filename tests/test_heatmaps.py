@@ -102,5 +102,5 @@ def test_the_reports_mistakes_carry_heatmaps(trained_run):
     images = torch.randint(0, 255, (30, 3, 32, 32), dtype=torch.uint8)
     probs = torch.softmax(torch.randn(30, len(model.classes)), 1).numpy()
     labels = (probs.argmax(1) + 1) % len(model.classes)  # every image a mistake
-    overlays = mistake_heatmaps(trained_run, images, labels, probs)
+    overlays = mistake_heatmaps(model, images, labels, probs)
     assert len(overlays) == 24 and all(o.shape == (64, 64, 3) for o in overlays.values())

@@ -77,8 +77,11 @@ def test_the_tables_show_precision_f1_and_calibration(m):
 
 def test_student_t_quantiles_and_interval():
     # the 97.5% quantiles of the t tables
-    for df, t in [(1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (30, 2.0423)]:
-        assert t_quantile(0.975, df) == pytest.approx(t, abs=1e-4)
+    for df, t in [(1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (30, 2.0423),
+                   (31, 2.03951), (40, 2.02108), (60, 2.00030), (120, 1.97993)]:
+        assert t_quantile(0.975, df) == pytest.approx(t, abs=1e-5)
+    with pytest.raises(ValueError, match="p = 0.975"):
+        t_quantile(0.95, 5)
     s = summary([94.0, 94.2, 94.4])  # std 0.2, half width 4.3027 * 0.2 / sqrt(3)
     assert s["mean"] == pytest.approx(94.2) and s["std"] == pytest.approx(0.2)
     assert s["ci_high"] - s["mean"] == pytest.approx(4.3027 * 0.2 / math.sqrt(3), abs=1e-4)

@@ -105,3 +105,24 @@ def test_report_page_loads_every_image_in_headless_chromium(trained_run, tmp_pat
     images = images_in_chromium(trained_run / "report.html", tmp_path / "page.png")
     assert sorted(i["alt"] for i in images) == sorted(PICTURES.values())
     assert all(i["ok"] for i in images), images
+
+
+def test_every_value_on_the_page_is_escaped(tmp_path):
+    """Class names, the run's name and settings come from users' folders and files: the page
+    shows them as text, never as markup."""
+    import torch
+
+    from cifarlab.metrics import compute_metrics
+    from cifarlab.reporting.report import RunResults, render_html
+    from cifarlab.runs import make_config
+
+    classes = ["<script>alert(1)</script>", "b&w"]
+    logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
+    metrics = compute_metrics(logits, torch.tensor([0, 1, 1]), classes)
+    png = tmp_path / "curves.png"
+    png.write_bytes(b"\x89PNG fake")
+    results = RunResults("<run>", make_config("fast", run_dir="<dir>"), {}, [])
+    page = render_html(results, {**metrics, "split": "test"}, {"curves.png": png})
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "b&amp;w" in page and "cifarlab report: &lt;run&gt;" in page
+    assert "&lt;dir&gt;" in page and base64.b64encode(b"\x89PNG fake").decode() in page

@@ -18,7 +18,7 @@ from cifarlab import load_model, resume, train
 from cifarlab.cli import main
 from cifarlab.errors import CheckpointError, CifarlabError, TrainingError
 from cifarlab.runs import RunFolder, read_checkpoint
-from conftest import TINY, fit_in, rows, tiny_args, tiny_config, tiny_trainer
+from conftest import TINY, SignalAtEpochEnd, fit_in, rows, tiny_args, tiny_config, tiny_trainer
 
 EPOCHS = 6
 
@@ -319,9 +319,8 @@ def test_a_run_folder_of_the_previous_format_still_resumes(fake_data, tmp_path):
                model_args={**TINY["model_args"], "bn_eps": 1e-5})
     ref = train(tiny_config(fake_data, tmp_path / "ref", **old), quiet=True)
     t = tiny_trainer(fake_data, **old)
-    t.on_epoch_end = lambda row: setattr(t.stop, "signum", signal.SIGINT)
     with pytest.raises(CifarlabError, match="stopped by SIGINT in epoch 2 at step 0"):
-        fit_in(t, tmp_path / "run")
+        fit_in(t, tmp_path / "run", SignalAtEpochEnd())
     last = tmp_path / "run" / "last.pt"
     state = torch.load(last, weights_only=True)
     config = state["config"]
@@ -352,7 +351,7 @@ def test_a_dead_or_empty_lock_is_taken_over_and_only_one_racer_wins(tmp_path):
     killed.wait()
     assert lock.exists() and RunLock(lock).live_owner() is None  # SIGKILL frees the folder
     for round in range(3):  # forked racers: each a process of its own, started at once
-        go, results = tmp_path / f"go{round}", []
+        go, done, results = tmp_path / f"go{round}", tmp_path / f"done{round}", []
         for _ in range(6):
             read, write = os.pipe()
             pid = os.fork()
@@ -363,17 +362,18 @@ def test_a_dead_or_empty_lock_is_taken_over_and_only_one_racer_wins(tmp_path):
                 try:
                     RunLock(lock).acquire()
                     os.write(write, b"won")
-                    time.sleep(1)  # holding it while the others try
+                    while not done.exists():  # holding it until every racer has tried
+                        time.sleep(0.001)
                 except CifarlabError:
                     os.write(write, b"lost")
                 os._exit(0)  # the lock dies with this process, unreleased, as a crash's
             os.close(write)
             results.append((pid, read))
         go.touch()
-        said = []
+        said = [os.read(read, 8).decode() for _, read in results]  # each racer's answer
+        done.touch()
         for pid, read in results:
             os.waitpid(pid, 0)
-            said.append(os.read(read, 8).decode())
             os.close(read)
         assert sorted(said) == ["lost"] * 5 + ["won"], said
 

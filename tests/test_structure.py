@@ -159,14 +159,55 @@ def test_only_the_run_folder_names_its_files():
     assert names_a_run_file("trial-") and not names_a_run_file("saved in best.pt and more")
 
 
+SCREEN = 50  # lines of code a function may take: one screen, read without scrolling
+
+
+def code_lines(node: ast.AST) -> int:
+    """A function's lines without its docstring (prose, not code to follow)."""
+    length = node.end_lineno - node.lineno + 1
+    first = node.body[0]
+    if isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
+            and isinstance(first.value.value, str):
+        length -= first.end_lineno - first.lineno + 1
+    return length
+
+
+def packed(node: ast.AST) -> bool:
+    """`a, b = x, y` where one line each would do: no value reads an earlier target (a swap
+    or a recurrence needs the tuple)."""
+    if not (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Tuple)
+            and isinstance(node.value, ast.Tuple)):
+        return False
+    targets = [ast.unparse(t) for t in node.targets[0].elts]
+    for i, value in enumerate(node.value.elts):
+        read = {ast.unparse(n) for n in ast.walk(value)
+                if isinstance(n, (ast.Name, ast.Attribute, ast.Subscript))}
+        if any(r == t or r.startswith((t + ".", t + "[")) for r in read for t in targets[:i]):
+            return False
+    return True
+
+
 def test_modules_and_functions_are_short_enough_to_read():
+    """Modules of at most 400 lines; functions of at most a screen of code, reached without
+    packing (several independent values assigned on one line to save lines)."""
     for p in PACKAGE.rglob("*.py"):
         text = p.read_text()
-        assert len(text.splitlines()) <= 400, f"{p.relative_to(PACKAGE)} is over 400 lines"
+        where = p.relative_to(PACKAGE)
+        assert len(text.splitlines()) <= 400, f"{where} is over 400 lines"
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                length = node.end_lineno - node.lineno + 1
-                assert length <= 50, f"{p.relative_to(PACKAGE)}: {node.name} is {length} lines"
+                assert code_lines(node) <= SCREEN, f"{where}: {node.name} needs scrolling"
+            assert not packed(node), f"{where}:{getattr(node, 'lineno', 0)}: one line each"
+
+
+def test_packing_is_told_from_a_tuple_that_is_needed():
+    def first(code: str) -> ast.AST:
+        return ast.parse(code).body[0]
+
+    assert packed(first("a, b = x, y")) and packed(first("self.a, self.b = a, b"))
+    assert not packed(first("a, b = b, a")) and not packed(first("a, b = b, a + b"))
+    assert not packed(first("x, y = f()")) and not packed(first("a = 1"))
+    assert code_lines(first("def f():\n    \"\"\"Doc\n    more.\"\"\"\n    return 1")) == 2
 
 
 def test_the_version_comes_from_the_package_metadata():

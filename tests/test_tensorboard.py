@@ -1,12 +1,11 @@
 """--tensorboard: event files that match metrics.csv, also across a stop and a resume."""
 
-import signal
 
 import pytest
 
 from cifarlab import resume, train
 from cifarlab.errors import CifarlabError
-from conftest import TINY, fit_in, rows, tiny_trainer
+from conftest import TINY, SignalAtEpochEnd, fit_in, rows, tiny_trainer
 
 event_accumulator = pytest.importorskip(
     "tensorboard.backend.event_processing.event_accumulator",
@@ -53,9 +52,8 @@ def test_a_stopped_run_resumes_its_curves_without_gaps_or_repeats(fake_data, tmp
     run = tmp_path / "run"
     t = tiny_trainer(fake_data, **{k: v for k, v in settings(fake_data).items()
                                    if k != "data_dir"})
-    t.on_epoch_end = lambda row: setattr(t.stop, "signum", signal.SIGINT)
     with pytest.raises(CifarlabError, match="stopped by SIGINT in epoch 2 at step 0"):
-        fit_in(t, run)
+        fit_in(t, run, SignalAtEpochEnd())
     spe = t.steps_per_epoch
     # What a run killed after its checkpoint leaves behind: events past the resume point.
     from torch.utils.tensorboard import SummaryWriter

@@ -123,12 +123,17 @@ def test_a_crashed_workers_trial_is_marked_failed_and_the_study_goes_on(setup, t
     space["tune"]["epochs"] = {"low": 200, "high": 200}  # long enough to be killed in
     setup.write_text(json.dumps(space))
     crashed = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: running(storage) or crashed.poll() is not None, "a running trial")
-    time.sleep(1.5)  # a heartbeat or two
+    # Training has started once the trial's log has its first epoch line's header: its
+    # heartbeat is running by then.
+    wait_until(lambda: crashed.poll() is not None or any(
+        "cifarlab " in log.read_text() for log in (tmp_path / "runs").rglob("train.log")),
+        "a trial that trains")
     assert crashed.poll() is None, crashed.communicate()[1]
     crashed.send_signal(signal.SIGKILL)
     crashed.wait()
-    time.sleep(3)  # the dead trial goes stale after twice the heartbeat
+    killed = time.time()
+    # Stale: no beat for twice the heartbeat (1 s), by the clock, whatever the machine's speed.
+    wait_until(lambda: time.time() > killed + 2 * 1 + 0.5, "the dead trial to go stale")
     space["tune"]["epochs"] = {"low": 1, "high": 1}
     setup.write_text(json.dumps(space))
     ok = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

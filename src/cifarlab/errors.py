@@ -27,6 +27,10 @@ class TrainingError(CifarlabError):
     """Training cannot go on (e.g. the loss diverged)."""
 
 
+class Pruned(CifarlabError):
+    """A search stopped this trial's training: its results so far say it will not win."""
+
+
 class TrainingInterrupted(CifarlabError):
     """Ctrl-C or SIGTERM stopped training after saving; `exit_code` is 128 + the signal."""
 

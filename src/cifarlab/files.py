@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from cifarlab.errors import CifarlabError
+from cifarlab.errors import CifarlabError, first_line
 
 
 def _reason(e: BaseException) -> str:
-    return getattr(e, "strerror", None) or str(e).strip().splitlines()[0]
+    return getattr(e, "strerror", None) or first_line(e)
 
 
 @contextlib.contextmanager

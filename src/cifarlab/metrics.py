@@ -19,7 +19,8 @@ def compute_metrics(logits: torch.Tensor, labels: torch.Tensor,
     """Accuracy in percent; `confusion[i][j]` counts images of class i predicted as j."""
     labels = labels.to(logits.device)
     logits = logits.float()
-    n, k = len(classes), min(5, len(classes))
+    n = len(classes)
+    k = min(5, len(classes))
     pred = logits.argmax(1)
     top5 = (logits.topk(k, dim=1).indices == labels[:, None]).any(1)
     confusion = torch.bincount(labels * n + pred, minlength=n * n).view(n, n).cpu()

@@ -57,10 +57,16 @@ def compile_blocker(device: torch.device) -> str | None:
     return None
 
 
+# Images per forward pass in evaluation: on the CPU 250, whose activations stay in cache
+# (docs/benchmarks.md, "Where the time went"); elsewhere 1,000.
+CPU_EVAL_BATCH = 250
+EVAL_BATCH = 1000
+
+
 def eval_batch_size(setting: int | None, device: torch.device) -> int:
-    """Images per forward pass in evaluation: on the CPU 250, whose activations stay in cache
-    (docs/benchmarks.md, "Where the time went"); elsewhere 1,000."""
-    return setting if setting is not None else (250 if device.type == "cpu" else 1000)
+    """The setting, else the device's default evaluation batch."""
+    return setting if setting is not None else (CPU_EVAL_BATCH if device.type == "cpu"
+                                                else EVAL_BATCH)
 
 
 # oneDNN's instruction sets with bf16 arithmetic: capped below them (ONEDNN_MAX_CPU_ISA, e.g.
@@ -147,7 +153,8 @@ def keep_freed_memory() -> bool:
     the time went"). Process-wide and lasting: for processes that train or evaluate. Returns
     whether it took (False elsewhere, e.g. macOS or musl)."""
     mallopt = _glibc("mallopt")
-    m_trim_threshold, m_mmap_max = -1, -4  # glibc's <malloc.h>
+    m_trim_threshold = -1  # glibc's <malloc.h>
+    m_mmap_max = -4
     return (mallopt is not None and bool(mallopt(m_mmap_max, 0))
             and bool(mallopt(m_trim_threshold, 2**31 - 1)))
 

@@ -7,10 +7,12 @@ import argparse
 import json
 from pathlib import Path
 
+from cifarlab.cli.options import settings_of
+from cifarlab.cli.train import parse_train_options
 from cifarlab.errors import CifarlabError
 from cifarlab.jobs.bench import bench, budget_entry, find_comparators, markdown_table
 from cifarlab.jobs.budget import parse_duration
-from cifarlab.runs import PRESETS
+from cifarlab.runs import PRESETS, Config, make_config, option_name
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -71,5 +73,16 @@ def handle(args: argparse.Namespace) -> int:
     extra = args.train_args + (["--data-dir", args.data_dir] if args.data_dir else [])
     bench(args.presets + [budget_entry(b) for b in args.time], seeds, Path(args.out),
           runs_root=Path(args.runs_dir) if args.runs_dir else None, extra=extra,
-          comparators=comparators, merge=bool(args.seed_list))
+          child=child_settings(extra), comparators=comparators, merge=bool(args.seed_list))
     return 0
+
+
+def child_settings(extra: list[str]) -> Config:
+    """The settings the options after `--` give every run (read by train's own parser, on
+    the default preset): where the data is, which dataset, whether to compile."""
+    options = parse_train_options(extra)
+    taken = [o for o in ("preset", "seed", "run_dir", "resume", "time") if hasattr(options, o)]
+    if taken:
+        raise CifarlabError(f"bench sets {', '.join(option_name(o) for o in taken)} of each "
+                            "run itself; drop it after `--` (name presets and --time before)")
+    return make_config(None, getattr(options, "config", None), **settings_of(options))

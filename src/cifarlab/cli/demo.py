@@ -28,6 +28,6 @@ def handle(args: argparse.Namespace) -> int:
     from cifarlab.inference.bundled import best_bundled
     from cifarlab.jobs.demo import serve  # Gradio: only when serving
 
-    serve(args.checkpoint or best_bundled(), host=args.host, port=args.port, device=args.device,
-          data_dir=args.data_dir)
+    serve(args.checkpoint or best_bundled()["name"], host=args.host, port=args.port,
+          device=args.device, data_dir=args.data_dir)
     return 0

@@ -75,7 +75,8 @@ def handle_calibrate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(r, indent=2))
         return 0
-    b, a = r["test_before"], r["test_after"]
+    b = r["test_before"]
+    a = r["test_after"]
     print(f"temperature {r['temperature']:.4f}, fitted on {r['val_images']} validation images "
           f"(their NLL {r['val_nll_before']:.4f} -> {r['val_nll_after']:.4f}); saved with the "
           "run, used from now on by predict, export, report and demo")

@@ -6,10 +6,12 @@ import argparse
 import shlex
 import time
 
+from cifarlab.errors import CifarlabError
 from cifarlab.inference.bundled import bundled_models
 from cifarlab.jobs.budget import estimate
 from cifarlab.models import describe_model, list_models, list_source_models
 from cifarlab.runs import DEFAULT_PRESET, PRESETS
+from cifarlab.runs.explain import explain_preset
 from cifarlab.runs.values import as_argv
 from cifarlab.runtime import process_age
 
@@ -26,6 +28,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="only names matching this glob pattern or containing this text")
     m.set_defaults(handler=show_models)
     p = sub.add_parser("presets", help="list the named presets and what they set")
+    p.add_argument("name", nargs="?", choices=list(PRESETS), metavar="PRESET",
+                   help="only this preset")
+    p.add_argument("--explain", action="store_true",
+                   help="with PRESET: its recipe top to bottom, each number with its "
+                        "derivation, and the settings a run resolves to")
     p.add_argument("--estimate", action="store_true",
                    help="instead, predict each preset's wall time on this machine from a "
                         "short probe of its network (a few seconds to a minute in all)")
@@ -64,15 +71,22 @@ def show_bundled() -> None:
 
 
 def show_presets(args: argparse.Namespace) -> int:
+    names = [args.name] if args.name else list(PRESETS)
+    if args.explain:
+        if not args.name:
+            raise CifarlabError("--explain takes one preset: cifarlab presets NAME --explain")
+        print("\n".join(explain_preset(args.name)))
+        return 0
     if args.estimate:
-        for line in estimate(list(PRESETS), args.data_dir, time.time() - process_age()):
+        for line in estimate(names, args.data_dir, time.time() - process_age()):
             print(line, flush=True)
         return 0
-    for name, preset in PRESETS.items():
+    for name in names:
+        preset = PRESETS[name]
         mark = " (default)" if name == DEFAULT_PRESET else ""
         print(f"{name}{mark}: {preset.description}")
         print(f"    network (left out when you name another --model): "
-              f"{shlex.join(as_argv(preset.network))}")
+              f"{shlex.join(as_argv(preset.network.values))}")
         if preset.recipe:
             print(f"    recipe: {shlex.join(as_argv(preset.recipe))}")
         if preset.temperature is not None:

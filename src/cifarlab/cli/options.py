@@ -9,18 +9,24 @@ import typing
 
 from cifarlab.models import TTA_CHOICES
 from cifarlab.runs import DEFAULT_PRESET, Config, make_config, option_name
-from cifarlab.runs.config import field_types
+from cifarlab.runs.config import field_types, setting_sections
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
-    """One option per Config field, its default the default preset's; unset options leave
-    the preset's value alone."""
+    """One option per Config field, grouped by the settings' sections, its default the
+    default preset's; unset options leave the preset's value alone."""
+    groups = {}
+    for title, names in setting_sections():
+        group = parser.add_argument_group(f"settings: {title}")
+        groups.update(dict.fromkeys(names, group))
     defaults = make_config(DEFAULT_PRESET)
     hints = field_types()
     for f in dataclasses.fields(Config):
         if f.name == "preset":
             continue
-        hint, default = hints[f.name], getattr(defaults, f.name)
+        group = groups[f.name]
+        hint = hints[f.name]
+        default = getattr(defaults, f.name)
         shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
         if isinstance(default, dict):
             shown = json.dumps(default)
@@ -28,7 +34,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         kw: dict[str, typing.Any] = dict(default=argparse.SUPPRESS,
                                          help=help_text.replace("%", "%%"))
         if hint is bool or hint == (bool | None):
-            parser.add_argument(option_name(f.name), action=argparse.BooleanOptionalAction, **kw)
+            group.add_argument(option_name(f.name), action=argparse.BooleanOptionalAction, **kw)
             continue
         tuple_hint = next((h for h in (hint, *typing.get_args(hint))
                            if typing.get_origin(h) is tuple), None)  # also `tuple | None`
@@ -39,7 +45,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             kw.update(choices=f.metadata["choices"])
         else:
             kw.update(metavar=f.name.upper())
-        parser.add_argument(option_name(f.name), **kw)
+        group.add_argument(option_name(f.name), **kw)
 
 
 def add_tta(parser: argparse.ArgumentParser, help_text: str) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from cifarlab.cli.options import add_tta
 from cifarlab.data.image_files import image_extensions
 from cifarlab.errors import CifarlabError
-from cifarlab.inference.bundled import best_bundled, bundled_models, bundled_name
+from cifarlab.inference.bundled import best_bundled, bundled_name
 from cifarlab.inference.hub import PREFIX
 from cifarlab.inference.predict import (
     classify_files,
@@ -57,11 +57,11 @@ def model_and_images(inputs: list[str]) -> tuple[str, list[str]]:
         if len(inputs) == 1:
             raise CifarlabError(f"give the images to classify after {first}")
         return first, inputs[1:]
-    name = best_bundled()
-    top1 = next(m["test_top1"] for m in bundled_models() if m["name"] == name)
-    print(f"using the bundled model {name} ({top1:.2f}% on CIFAR-10's test set; its classes "
-          "only); name a run folder or package first to use your own", file=sys.stderr)
-    return name, inputs
+    best = best_bundled()
+    print(f"using the bundled model {best['name']} ({best['test_top1']:.2f}% on CIFAR-10's test "
+          "set; its classes only); name a run folder or package first to use your own",
+          file=sys.stderr)
+    return best["name"], inputs
 
 
 def is_model_source(arg: str) -> bool:

@@ -11,12 +11,26 @@ from cifarlab.jobs.training_run import resume, train
 from cifarlab.runs import DEFAULT_PRESET, PRESETS, make_config
 from cifarlab.runtime import process_age
 
+DESCRIPTION = ("Train a model, then evaluate the best-validation weights on the test set. "
+               "Settings come from the preset, then --config FILE, then the options below.")
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train", help="train a model, then evaluate it on the test set",
-        description="Train a model, then evaluate the best-validation weights on the test set. "
-                    "Settings come from the preset, then --config FILE, then the options below.")
+    p = sub.add_parser("train", help="train a model, then evaluate it on the test set",
+                       description=DESCRIPTION)
+    add_train_options(p)
+    p.set_defaults(handler=handle)
+
+
+def parse_train_options(argv: list[str]) -> argparse.Namespace:
+    """`cifarlab train`'s options (another command's, passed on to it) read as train reads
+    them: the one owner of their meaning."""
+    p = argparse.ArgumentParser(prog="cifarlab train", description=DESCRIPTION)
+    add_train_options(p)
+    return p.parse_args(argv)
+
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", choices=list(PRESETS), default=argparse.SUPPRESS,
                    help=f"named configuration (default: {DEFAULT_PRESET})")
     p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
@@ -32,11 +46,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="continue a stopped run from its last.pt, with its own settings "
                         "(only --device, --num-threads, --data-dir may be given)")
     add_config_options(p)
-    p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    preset, config_file = getattr(args, "preset", None), getattr(args, "config", None)
+    preset = getattr(args, "preset", None)
+    config_file = getattr(args, "config", None)
     settings = settings_of(args)
     if hasattr(args, "resume"):
         if preset or config_file or hasattr(args, "time"):

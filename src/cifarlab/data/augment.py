@@ -54,7 +54,9 @@ def random_flip(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     """Rotate each image by its angle (counter-clockwise), bilinear, zeros outside."""
     a = degrees * (math.pi / 180)
-    cos, sin, zero = torch.cos(a), torch.sin(a), torch.zeros_like(a)
+    cos = torch.cos(a)
+    sin = torch.sin(a)
+    zero = torch.zeros_like(a)
     # affine_grid maps output to input coordinates with y pointing down, hence the signs.
     theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
@@ -93,7 +95,9 @@ def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
     delta = maxc - minc
     s = torch.where(maxc > 0, delta / maxc.clamp_min(1e-8), torch.zeros_like(maxc))
     d = torch.where(delta > 0, delta, torch.ones_like(delta))
-    rc, gc, bc = (maxc - r) / d, (maxc - g) / d, (maxc - b) / d
+    rc = (maxc - r) / d
+    gc = (maxc - g) / d
+    bc = (maxc - b) / d
     h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2 + rc - bc, 4 + gc - rc))
     h = torch.where(delta > 0, (h / 6) % 1.0, torch.zeros_like(h))
     return torch.stack([h, s, maxc], 1)
@@ -104,7 +108,9 @@ def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
     i = torch.floor(h * 6)
     f = h * 6 - i
     i = i.long() % 6
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    p = v * (1 - s)
+    q = v * (1 - s * f)
+    t = v * (1 - s * (1 - f))
     # Each of the six hue sectors takes (r, g, b) from a different arrangement of v, p, q, t.
     table = torch.stack([torch.stack(c, 1) for c in
                          [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]], 1)
@@ -121,7 +127,8 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 def color_jitter(x: torch.Tensor, jitter: Sequence[float], g: torch.Generator) -> torch.Tensor:
     """Random brightness, contrast, saturation and hue per image, in a random order per batch."""
     brightness, contrast, saturation, hue = jitter
-    n, dev = x.shape[0], x.device
+    n = x.shape[0]
+    dev = x.device
     ops = []
     for amount, fn in ((brightness, adjust_brightness), (contrast, adjust_contrast),
                        (saturation, adjust_saturation)):
@@ -148,7 +155,8 @@ def cutout(x: torch.Tensor, size: int, g: torch.Generator, fill: torch.Tensor) -
     b, _, h, w = x.shape
     cy = torch.randint(0, h, (b, 1), generator=g, device=x.device)
     cx = torch.randint(0, w, (b, 1), generator=g, device=x.device)
-    ys, xs = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+    ys = torch.arange(h, device=x.device)
+    xs = torch.arange(w, device=x.device)
     in_y = (ys >= cy - size // 2) & (ys < cy - size // 2 + size)  # (B, H)
     in_x = (xs >= cx - size // 2) & (xs < cx - size // 2 + size)  # (B, W)
     mask = (in_y[:, :, None] & in_x[:, None, :]).unsqueeze(1)

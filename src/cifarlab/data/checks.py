@@ -63,7 +63,8 @@ def check_lines(check: dict[str, Any], classes: list[str]) -> list[str]:
     lines = []
     for split, v in check["splits"].items():
         counts = v["per_class"]
-        low, high = min(counts), max(counts)
+        low = min(counts)
+        high = max(counts)
         balance = ("balanced" if low == high else
                    f"from {low:,} ({classes[counts.index(low)]}) to {high:,} "
                    f"({classes[counts.index(high)]}) per class")

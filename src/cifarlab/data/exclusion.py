@@ -66,7 +66,8 @@ def read_exclusion(path: str | os.PathLike, data_dir: str | os.PathLike | None =
                         f"{getattr(e, 'strerror', None) or e}") from None
     if text.lstrip().startswith("{"):
         return _from_audit(path, text)
-    indices, files = set(), set()
+    indices = set()
+    files = set()
     root = Path(data_dir).resolve() if data_dir else None
     for number, line in enumerate(text.splitlines(), 1):
         entry = line.strip()

@@ -118,7 +118,8 @@ def _read_cache(path: Path, classes: list[str], splits: list[str]) -> dict | Non
     except FileNotFoundError:
         return None
     except Exception as e:  # noqa: BLE001 - unreadable: rebuilt
-        cached, why = None, type(e).__name__
+        cached = None
+        why = type(e).__name__
     else:
         why = "not this folder's decoding"
         try:
@@ -223,14 +224,18 @@ def load_folder(root: str | os.PathLike, size: int = 32, val_size: int | None = 
     classes, splits = read_folder(root, size)
     x, y, names = splits["train"]
     if "val" in splits:
-        (vx, vy, vnames), train_idx = splits["val"], np.arange(len(y))
+        vx, vy, vnames = splits["val"]
+        train_idx = np.arange(len(y))
     else:
         n_val = round(VAL_SHARE * len(y)) if val_size is None else val_size
         train_idx, val_idx = stratified_split(y.numpy(), n_val, split_seed)
-        vx, vy, vnames = x[val_idx], y[val_idx], [names[i] for i in val_idx]
+        vx = x[val_idx]
+        vy = y[val_idx]
+        vnames = [names[i] for i in val_idx]
     train_idx, excluded = without_excluded(exclude, x, y, names, train_idx)
     tx, ty, tnames = splits.get("test", (x[:0], y[:0], []))
     files = {"train": [names[i] for i in train_idx], "val": vnames, "test": tnames}
-    x, y = x[train_idx], y[train_idx]
+    x = x[train_idx]
+    y = y[train_idx]
     return DataSplits(x, y, vx, vy, tx, ty, list(classes), channel_stats(x), files=files,
                       excluded=excluded)

@@ -57,7 +57,8 @@ def load_image(path: str | os.PathLike, size: int = 32) -> np.ndarray:
         raise ValueError(f"cannot decode image ({first})") from None
     w, h = img.size
     side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
+    left = (w - side) // 2
+    top = (h - side) // 2
     square = img.crop((left, top, left + side, top + side))
     small = square.resize((size, size), Image.Resampling.BICUBIC)
     return np.asarray(small, dtype=np.uint8).transpose(2, 0, 1).copy()

@@ -38,6 +38,12 @@ class DataSplits:
     def has_test(self) -> bool:
         return len(self.test_labels) > 0
 
+    @property
+    def evaluation_split(self) -> str:
+        """Where the chosen weights are scored: the test set; for an image folder without
+        test/, the validation split (its figures then say so)."""
+        return "test" if self.has_test else "val"
+
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(images, labels) of "train", "val" or "test"."""
         if name not in ("train", "val", "test"):
@@ -95,7 +101,8 @@ def changed_splits(recorded: dict[str, Any], now: dict[str, Any], splits: tuple[
         said.append(f"the classes ({len(recorded.get('classes') or [])} then, "
                     f"{len(now['classes'])} now)")
     for name in splits:
-        then, today = recorded.get(name) or {}, now[name]
+        then = recorded.get(name) or {}
+        today = now[name]
         if then.get("sha256") != today["sha256"]:
             counts = (f"{then.get('images')} images then, {today['images']} now"
                       if then.get("images") != today["images"] else "other images, as many")

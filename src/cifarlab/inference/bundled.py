@@ -31,12 +31,12 @@ def bundled_name(source: str | os.PathLike) -> str | None:
     return name if name in NAMES and not Path(name).exists() else None
 
 
-def best_bundled() -> str:
-    """The name of the best bundled model that is installed."""
-    for name in NAMES:
-        if is_package(bundled_path(name)):
-            return name
-    raise FileNotFoundError("no bundled model is installed")
+def best_bundled() -> dict[str, Any]:
+    """The best bundled model that is installed: its `bundled_models` entry."""
+    models = bundled_models()
+    if not models:
+        raise FileNotFoundError("no bundled model is installed")
+    return models[0]
 
 
 def bundled_models() -> list[dict[str, Any]]:

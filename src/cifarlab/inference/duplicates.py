@@ -125,7 +125,8 @@ def confirmed(images: torch.Tensor, thumbs: dict[float, torch.Tensor], a: torch.
                      for i in range(0, len(a), 8192)])
     keep = pix >= threshold
     if keep.any():
-        pa, pb = a[keep], b[keep]
+        pa = a[keep]
+        pb = b[keep]
         members = torch.unique(torch.cat([pa, pb]))
         where = torch.full((len(images),), -1, dtype=torch.long)
         where[members] = torch.arange(len(members))
@@ -142,7 +143,9 @@ def neighbour_candidates(embeddings: torch.Tensor, threshold: float = EMBEDDING_
     mostly positive, and uncentred every image's neighbour is at a cosine of about 0.98."""
     z = embeddings.float()
     z = F.normalize(z - z.mean(0, keepdim=True), dim=1)
-    found_a, found_b, found_s = [], [], []
+    found_a = []
+    found_b = []
+    found_s = []
     for start in range(0, len(z), chunk):
         sims = z[start:start + chunk] @ z.T
         rows = torch.arange(start, start + len(sims))
@@ -156,7 +159,9 @@ def neighbour_candidates(embeddings: torch.Tensor, threshold: float = EMBEDDING_
         found_s.append(top[keep])
     if not found_a:
         return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long), torch.empty(0)
-    a, b, s = torch.cat(found_a), torch.cat(found_b), torch.cat(found_s)
+    a = torch.cat(found_a)
+    b = torch.cat(found_b)
+    s = torch.cat(found_s)
     _, first = np.unique((a * len(z) + b).numpy(), return_index=True)
     first = torch.from_numpy(first)
     return a[first], b[first], s[first]
@@ -171,11 +176,13 @@ def near_pairs(images: torch.Tensor, embeddings: torch.Tensor, *,
     thumbs = thumbnail_set(images)
     found = [neighbour_candidates(embeddings, embedding_threshold, k=EMBEDDING_NEIGHBOURS),
              neighbour_candidates(thumbs[1.0].flatten(1), THUMB_CANDIDATE)]
-    a, b = torch.cat([f[0] for f in found]), torch.cat([f[1] for f in found])
+    a = torch.cat([f[0] for f in found])
+    b = torch.cat([f[1] for f in found])
     if not len(a):
         return []
     _, first = np.unique((a * len(images) + b).numpy(), return_index=True)
-    a, b = a[torch.from_numpy(first)], b[torch.from_numpy(first)]
+    a = a[torch.from_numpy(first)]
+    b = b[torch.from_numpy(first)]
     cos = (F.normalize(embeddings[a].float(), dim=1) * F.normalize(embeddings[b].float(), dim=1)
            ).sum(1)
     keep, pix = confirmed(images, thumbs, a, b, pixel_threshold)

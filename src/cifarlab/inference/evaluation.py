@@ -26,10 +26,11 @@ def predict_split(checkpoint: str | os.PathLike, *, data_dir: str | os.PathLike 
                   tta_share: float | None = None, calibrated: bool = True,
                   other_data: bool = False) -> dict[str, Any]:
     """A checkpoint's logits on the test (or validation) images, with the images, labels,
-    classes and the split used: an image folder without test/ gives its validation split.
-    Test-time augmentation, precision and batch size default to the run's own; `calibrated`
-    divides by the run's fitted temperature, if any. Data with other classes is refused, and
-    images other than those the run recorded for the split unless `other_data`."""
+    classes, the classifier and the split used: an image folder without test/ gives its
+    validation split. Test-time augmentation, precision and batch size default to the run's
+    own; `calibrated` divides by the run's fitted temperature, if any. Data with other
+    classes is refused, and images other than those the run recorded for the split unless
+    `other_data`."""
     dev = resolve_device(device)
     if dev.type == "cpu":
         keep_freed_memory()
@@ -37,8 +38,8 @@ def predict_split(checkpoint: str | os.PathLike, *, data_dir: str | os.PathLike 
                        calibrated=calibrated)
     cfg = model.config
     data = load_data_for(cfg, data_dir, download=download)
-    if split == "test" and not data.has_test:
-        split = "val"
+    if split == "test":
+        split = data.evaluation_split
     check_same_data(checkpoint, data, split, other_data, model.classes)
     images, labels = data.split(split)
     if not len(labels):  # a score of no images is no score
@@ -48,6 +49,7 @@ def predict_split(checkpoint: str | os.PathLike, *, data_dir: str | os.PathLike 
     logits = predict_logits(model, images, batch_size or eval_batch_size(cfg.eval_batch_size,
                                                                          dev))
     return dict(images=images, labels=labels, logits=logits.cpu(), classes=model.classes,
+                model=model,
                 tta=model.tta, device=str(dev), split=split, temperature=model.temperature,
                 files=data.files[split] if data.files else None)
 

@@ -97,7 +97,8 @@ def export_onnx(wrapper: nn.Module, out: Path, meta: dict[str, Any]) -> None:
     proto = program.model_proto
     for key, value in (("classes", json.dumps(meta["classes"])), ("cifarlab", json.dumps(meta))):
         entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+        entry.key = key
+        entry.value = value
     proto.doc_string = f"cifarlab {meta['model']}: {meta['input']}"
     with publishing(out) as tmp:
         onnx.save(proto, str(tmp))

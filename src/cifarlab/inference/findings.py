@@ -65,7 +65,8 @@ def copy_finding(data: DataSplits, pair: Pair, where: list[tuple[str, int]]) -> 
     """The later image of the pair is the finding: across splits, a test image the training
     split holds too is leakage, as is one the validation split (which chose the weights)
     holds."""
-    (sa, ia), (sb, ib) = where[pair.a], where[pair.b]
+    sa, ia = where[pair.a]
+    sb, ib = where[pair.b]
     identical = pair.pixels == 1.0 and pair.embedding == 1.0
     kind = ("duplicate" if identical else "near-duplicate") if sa == sb else "leakage"
     labels = data.split(sb)[1][ib], data.split(sa)[1][ia]

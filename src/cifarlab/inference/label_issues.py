@@ -53,7 +53,8 @@ def confident_joint(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def find_label_issues(probs: np.ndarray, labels: np.ndarray) -> LabelIssues:
     """Confident learning's label issues of one split: `probs` (N, K) out-of-sample predicted
     probabilities, `labels` (N,) the given labels."""
-    probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
     n, k = probs.shape
     joint = confident_joint(probs, labels)
     joint_share = joint / max(joint.sum(), 1.0)

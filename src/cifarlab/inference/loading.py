@@ -8,7 +8,7 @@ import os
 import torch
 from torch import nn
 
-from cifarlab.errors import CheckpointError
+from cifarlab.errors import CheckpointError, first_line
 from cifarlab.inference.hub import resolve_source
 from cifarlab.models import Classifier, create_model
 from cifarlab.runs import Checkpoint, open_checkpoint
@@ -25,9 +25,8 @@ def model_from_checkpoint(ckpt: Checkpoint) -> nn.Module:
     try:
         model.load_state_dict(ckpt.state_dict)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
         raise CheckpointError(f"{ckpt.path}: its weights do not fit model {cfg.model!r} with "
-                              f"{len(ckpt.classes)} classes: {first}") from None
+                              f"{len(ckpt.classes)} classes: {first_line(e)}") from None
     return model
 
 
@@ -46,11 +45,14 @@ def load_model(checkpoint: str | os.PathLike, device: str | torch.device = "cpu"
     it computes in float32, as exported.
     """
     ckpt = open_checkpoint(resolve_source(checkpoint))
-    cfg, device = ckpt.config, torch.device(device)
+    cfg = ckpt.config
+    device = torch.device(device)
     net = model_from_checkpoint(ckpt)
-    amp, channels_last = None, False
+    amp = None
+    channels_last = False
     if as_trained:
-        amp, channels_last = amp_dtype(cfg.amp, device), use_channels_last(cfg.channels_last,
+        amp = amp_dtype(cfg.amp, device)
+        channels_last = use_channels_last(cfg.channels_last,
                                                                            device)
         if channels_last:
             net = net.to(memory_format=torch.channels_last)

@@ -80,7 +80,9 @@ def results_section(metrics: dict[str, Any] | None) -> list[str]:
 
 
 def usage_section(cfg: Config, own: dict[str, Any], library: str) -> list[str]:
-    size, mean, std = own["image_size"], own["mean"], own["std"]
+    size = own["image_size"]
+    mean = own["mean"]
+    std = own["std"]
     lines = ["## How to use", "", "With cifarlab (`pip install cifarlab`), from this folder or "
              "from the hub:", "", "```python", "import cifarlab", "",
              'model = cifarlab.load_model("PATH_OR_hf-hub:ORG/NAME")  # float RGB in [0, 1]',

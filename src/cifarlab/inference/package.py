@@ -37,7 +37,8 @@ def library_of(model_name: str) -> str:
 def hub_config(ckpt: Checkpoint, net: nn.Module, own: dict[str, Any]) -> dict[str, Any]:
     """config.json: timm's fields (the architecture, classes and a pretrained_cfg describing
     these weights), then cifarlab's section `own`."""
-    cfg, size = ckpt.config, own["image_size"]
+    cfg = ckpt.config
+    size = own["image_size"]
     timm_cfg = dict(getattr(net, "pretrained_cfg", None) or {})
     is_timm = library_of(cfg.model) == "timm"
     arch = timm_cfg.get("architecture") if is_timm else cfg.model
@@ -70,7 +71,8 @@ def export_package(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     run folder and file only: the package tells nothing of the machine it was made on."""
     source = resolve_source(checkpoint)
     ckpt = open_checkpoint(source)
-    cfg, net = ckpt.config, model_from_checkpoint(ckpt)
+    cfg = ckpt.config
+    net = model_from_checkpoint(ckpt)
     temperature, temperature_from = ckpt.calibration()
     src = Path(source)
     folder = src if src.is_dir() else src.parent
@@ -96,6 +98,7 @@ def export_package(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
         x = torch.rand(5, 3, cfg.image_size, cfg.image_size,
                        generator=torch.Generator().manual_seed(0))
         with torch.inference_mode():
-            got, expected = load_model(path)(x), load_model(source)(x)
+            got = load_model(path)(x)
+            expected = load_model(source)(x)
         result["max_abs_diff"] = (got - expected).abs().max().item()
     return result

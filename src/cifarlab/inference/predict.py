@@ -76,8 +76,11 @@ def classify_files(model: Classifier, paths: Iterable[str | os.PathLike], *, top
         # Decode the next chunk in the threads while the model classifies this one.
         pending = decode(chunks[0]) if chunks else []
         for n, chunk in enumerate(chunks):
-            futures, pending = pending, decode(chunks[n + 1]) if n + 1 < len(chunks) else []
-            results, good, arrays = [], [], []
+            futures = pending
+            pending = decode(chunks[n + 1]) if n + 1 < len(chunks) else []
+            results = []
+            good = []
+            arrays = []
             for (path, error), fut in zip(chunk, futures, strict=True):
                 arr, error = fut.result() if fut is not None else (None, error)
                 results.append({"file": path, "error": error} if error else {"file": path})

@@ -120,7 +120,8 @@ def out_of_sample(data: DataSplits, folder: AuditFolder, *, folds: int, preset: 
     probs.update({s: np.zeros((len(data.split(s)[1]), len(data.classes)), np.float32)
                   for s in others})
     dev = resolve_device(device)
-    embeddings, accuracy = None, []
+    embeddings = None
+    accuracy = []
     for number, held in enumerate(parts, 1):
         kept = np.setdiff1d(np.arange(len(labels)), held)
         path = train_fold(data, kept, held, folder, number, preset=preset, seed=seed,
@@ -168,7 +169,8 @@ def softmax(logits: torch.Tensor) -> np.ndarray:
 
 def summary_lines(record: dict[str, Any]) -> list[str]:
     """One line per kind of finding, then the data check's and where it all is."""
-    counts, check = record["summary"], record["check"]
+    counts = record["summary"]
+    check = record["check"]
     images = {s: v["images"] for s, v in record["data"].items() if isinstance(v, dict)
               and "images" in v}
     names = {"label": "likely wrong labels", "leakage": "leakage (copies of training "

@@ -25,12 +25,12 @@ from typing import Any
 
 import torch
 
-from cifarlab.data import default_data_dir
 from cifarlab.errors import CifarlabError
 from cifarlab.files import publish_text
 from cifarlab.intervals import summary as over_seeds
 from cifarlab.jobs.throughput import matmul_rate
-from cifarlab.runs import PRESETS, RunFolder
+from cifarlab.runs import PRESETS, Config, RunFolder, make_config
+from cifarlab.runs.logs import format_duration
 from cifarlab.runtime import (
     compute_dtype,
     cpu_has_native_bf16,
@@ -86,7 +86,8 @@ def timed(cmd: list[str]) -> tuple[float, float | None]:
     peak = None
     if hasattr(os, "wait4"):  # POSIX: unlike wait(), gives this child's peak memory
         _, status, usage = os.wait4(proc.pid, 0)
-        code, peak = os.waitstatus_to_exitcode(status), usage.ru_maxrss / 1024
+        code = os.waitstatus_to_exitcode(status)
+        peak = usage.ru_maxrss / 1024
     else:  # Windows: no per-child peak memory
         code = proc.wait()
     wall = time.perf_counter() - start
@@ -235,17 +236,21 @@ def start_results(out: Path, merge: bool, presets: list[str], extra: list[str],
 
 
 def bench(presets: list[str], seeds: list[int], out: Path, *, runs_root: Path | None = None,
-          extra: list[str] = (), comparators: dict[str, Path] | None = None,
-          merge: bool = False) -> dict[str, Any]:
-    """Each seed: every preset, then every comparator. Results are written after every run;
-    with `merge`, runs of the same preset and seed already in `out` are replaced and the
-    others kept."""
-    comparators, extra = comparators or {}, list(extra)
+          extra: list[str] = (), child: Config | None = None,
+          comparators: dict[str, Path] | None = None, merge: bool = False) -> dict[str, Any]:
+    """Each seed: every preset, then every comparator, each `cifarlab train` given `extra`
+    (whose settings are `child`: its data folder and dataset, and whether it compiles, which
+    the comparators are given too). Results are written after every run; with `merge`, runs
+    of the same preset and seed already in `out` are replaced and the others kept."""
+    comparators = comparators or {}
+    extra = list(extra)
+    child = child or make_config()
     runs_root = runs_root or Path(tempfile.mkdtemp(prefix="cifarlab-bench-"))
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    data_dir = (extra[extra.index("--data-dir") + 1] if "--data-dir" in extra
-                else str(default_data_dir()))
-    if "folder" in extra and not (Path(data_dir) / "test").is_dir():  # --dataset folder
+    data_dir = child.data_folder()
+    if data_dir is None:
+        raise CifarlabError("--dataset folder needs --data-dir PATH (after `--`, or bench's own)")
+    if child.dataset == "folder" and not (Path(data_dir) / "test").is_dir():
         raise CifarlabError(f"bench compares test accuracy, and the image folder {data_dir} "
                             f"has no test/ folder; add PATH/test/CLASS/IMAGE")
     info = machine()  # this sitting's machine and commit, also kept with each of its runs
@@ -261,7 +266,7 @@ def bench(presets: list[str], seeds: list[int], out: Path, *, runs_root: Path | 
         for name in presets + list(comparators):
             run_dir = runs_root / f"{stamp}-{name.replace('--time ', 'time-')}-seed{seed}"
             run = (run_comparator(name, comparators[name], seed, run_dir, data_dir,
-                                  "--compile" in extra) if name in comparators
+                                  child.compile) if name in comparators
                    else run_preset(name, seed, run_dir, extra))
             if name not in comparators:
                 key = name if name in PRESETS else f"{name} {seed}"  # a budget's plan varies
@@ -312,10 +317,10 @@ def markdown_table(result: dict[str, Any]) -> str:
         ratios = "".join(f" {s['wall_ratio'][c]:.2f}x |" for c in comparators)
         name = f"comparator `{preset}`" if preset in comparators else f"`{preset}`"
         share = s.get("utilisation")
+        wall = [format_duration(s["wall_seconds"][k], precise=True) for k in ("mean", "max")]
         lines.append(f"| {name} | {acc['mean']:.2f}% ± {acc['std']:.2f}{interval(acc)} "
                      f"({per_seed}) | "
-                     f"{s['seeds']} | {wall_time(s['wall_seconds']['mean'])} "
-                     f"({wall_time(s['wall_seconds']['max'])}) |{ratios}"
+                     f"{s['seeds']} | {wall[0]} ({wall[1]}) |{ratios}"
                      + ((f" {100 * share:.0f}% |" if share is not None else " |") if used
                         else "")
                      + f" {_gb(s['peak_rss_mb'])} |"
@@ -337,8 +342,3 @@ def interval(stats: dict[str, Any]) -> str:
 
 def _gb(mb: float | None) -> str:
     return "" if mb is None else f"{mb / 1024:.2f} GB"
-
-
-def wall_time(seconds: float) -> str:
-    """A run's wall time as the tables give it: seconds under two minutes, else minutes."""
-    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

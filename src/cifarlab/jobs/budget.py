@@ -45,7 +45,8 @@ UNITS = {"s": 1, "m": 60, "h": 3600}
 MARGIN = 0.95  # a plan uses this share of what is left: the machine's noise takes the rest
 # What follows the test: the report's pictures and page (2-4 s on 2 CPU cores), the log and
 # the process's exit; without a report, the exit only.
-REPORT_SECONDS, EXIT_SECONDS = 5.0, 1.0
+REPORT_SECONDS = 5.0
+EXIT_SECONDS = 1.0
 MAX_EPOCHS = 200  # the longest run a named preset is planned for
 # A network never computes more than this many times faster per FLOP than the smallest
 # candidate probed: a bound that lets the probe skip what cannot fit without timing it.
@@ -105,7 +106,7 @@ class Images:
 
     @classmethod
     def of(cls, data: DataSplits) -> Images:
-        tested = data.test_images if data.has_test else data.val_images
+        tested, _ = data.split(data.evaluation_split)
         return cls(len(data.train_images), len(data.val_images), len(tested))
 
 
@@ -152,7 +153,8 @@ def plan_run(budget: float, started: float, *, preset: str | None = None,
     device = resolve_device(first.device)
     prepare_process(device, first.num_threads, first.seed)
     data = load_data_for(first)
-    images, classes = Images.of(data), len(data.classes)
+    images = Images.of(data)
+    classes = len(data.classes)
     machine = f"{device_name(device)}, {device.type}"
 
     def expected(cfg: Config) -> float | None:
@@ -184,7 +186,10 @@ def _survey(options: dict[str, list[int]], settings: Callable[[str, int], Config
     """Probe each network that could fit (smallest first) and predict its lengths: those that
     fit, with their predicted seconds by phase; each network's first that does not, with its
     predicted end (a network skipped unprobed has none); and the seconds spent probing."""
-    fitting, beyond, probed, rate = [], [], 0.0, None  # rate: the smallest network's FLOP/s
+    fitting = []
+    beyond = []
+    probed = 0.0
+    rate = None  # the smallest network's FLOP/s
     for name, lengths in options.items():
         shortest = settings(name, lengths[0])
         left = (budget - (time.time() - started)) * MARGIN
@@ -246,7 +251,8 @@ def network(cfg: Config) -> str:
 def describe(plan: Plan, data: DataSplits, precision: str) -> list[str]:
     """The plan's first lines: the budget and the machine, then the choice and its
     prediction."""
-    cfg, p = plan.cfg, plan.predicted
+    cfg = plan.cfg
+    p = plan.predicted
     low = [cfg.epoch_size(e) for e in range(1, cfg.epochs + 1) if cfg.epoch_size(e) !=
            cfg.image_size]
     sizes = f" (the first {len(low)} at {low[0]} px)" if low else ""
@@ -292,10 +298,12 @@ def estimate(names: list[str], data_dir: str | None, started: float) -> Iterator
     try:
         data = load_data("cifar10", data_dir or default_data_dir(), download=False,
                          val_size=0)
-        train, test = len(data.train_images), len(data.test_images)
+        train = len(data.train_images)
+        test = len(data.test_images)
         where = f"CIFAR-10 ({train:,} training images; start-up and loading included)"
     except DataError:
-        train, test = 50_000, 10_000
+        train = 50_000
+        test = 10_000
         where = "CIFAR-10's sizes (no copy found to load: loading not included)"
     before = time.time() - started
     yield f"Predicted wall time of each preset on {device_name(device)} ({device.type}), {where}:"

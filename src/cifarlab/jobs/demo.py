@@ -119,8 +119,10 @@ def test_examples(model: Classifier, out_dir: Path, data_dir: str | None, per_cl
     except CifarlabError as e:
         print(f"no test images to pick from ({e}); pass --data-dir PATH to offer them")
         return [], []
-    images, labels = data.split("test" if data.has_test else "val")
-    files, names, taken = [], [], {}
+    images, labels = data.split(data.evaluation_split)
+    files = []
+    names = []
+    taken = {}
     for i, y in enumerate(labels.tolist()):
         if taken.get(y, 0) >= per_class or (y not in taken and len(taken) >= most):
             continue

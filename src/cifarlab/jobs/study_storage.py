@@ -97,7 +97,8 @@ def fail_stale_journal_trials(study: Any, heartbeat: int) -> list[int]:
 
     if not is_journal(study):
         return []
-    storage, failed = study._storage, []
+    storage = study._storage
+    failed = []
     study_id = storage.get_study_id_from_name(study.study_name)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         last = t.user_attrs.get(BEAT, t.datetime_start.timestamp() if t.datetime_start else 0)

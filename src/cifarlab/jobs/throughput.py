@@ -24,7 +24,8 @@ def _best_seconds(fn, seconds: float, device: torch.device) -> float:
     the machine's rate, not its noise."""
     fn()
     synchronize(device)
-    best, start = float("inf"), time.perf_counter()
+    best = float("inf")
+    start = time.perf_counter()
     while time.perf_counter() - start < seconds:
         t0 = time.perf_counter()
         fn()
@@ -77,7 +78,8 @@ def conv_rates(cfg: Config, device: torch.device, dtype: torch.dtype | None, siz
         cpu_convolutions(model)  # as training runs them
     dtype = dtype or torch.float32
     x = torch.randn(2, 3, size, size, device=device).contiguous(memory_format=memory)
-    rows, trained_before = [], False  # an input gradient only behind a trained layer
+    rows = []
+    trained_before = False  # an input gradient only behind a trained layer
     for conv, shape in _conv_inputs(model, x):
         w = conv.weight.detach().to(dtype).requires_grad_(conv.weight.requires_grad)
         inp = torch.randn(batch, *shape[1:], device=device, dtype=dtype)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +20,10 @@ from cifarlab.errors import CheckpointError, CifarlabError, TrainingInterrupted
 from cifarlab.inference.calibration import calibration_record
 from cifarlab.jobs.budget import outcome, parse_duration, plan_run
 from cifarlab.metrics import calibrated_metrics, split_metrics
-from cifarlab.models import predict_logits
+from cifarlab.models import Classifier, predict_logits
 from cifarlab.reporting.tables import format_calibration, format_per_class
 from cifarlab.runs import PRESETS, Config, RunFolder, make_config, new_run_dir, option_name
+from cifarlab.runs.checkpoint import unwrap
 from cifarlab.runs.logs import format_duration
 from cifarlab.runs.run_data import load_data_for
 from cifarlab.runtime import (
@@ -33,8 +34,9 @@ from cifarlab.runtime import (
     prepare_process,
     resolve_device,
 )
-from cifarlab.training import Trainer, build_trainer
+from cifarlab.training import Hook, Trainer, build_trainer, run_hooks
 from cifarlab.training.distributed import init_distributed
+from cifarlab.training.hooks.tensorboard import TensorBoard
 from cifarlab.version import __version__
 
 RESUME_OVERRIDES = ("device", "num_threads", "data_dir")  # where it runs, not what it computes
@@ -131,20 +133,20 @@ def resume(run_dir: str | os.PathLike, quiet: bool = False, **overrides: Any) ->
 
 def run_training(cfg: Config, *, resume_dir: Path | None = None,
                  saved: dict[str, Any] | None = None, data: DataSplits | None = None,
-                 quiet: bool = False, test: bool = True,
-                 on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+                 quiet: bool = False, test: bool = True, hooks: Sequence[Hook] = (),
                  notes: Sequence[str] = (), extra: dict[str, Any] | None = None
                  ) -> dict[str, Any]:
     """One run, new or resumed (from `saved`, the resume state of RESUME_DIR's last.pt).
     `data`: already loaded (a search or a budget's plan loads it first). `test=False` keeps
-    the test set out (a hyperparameter search); `on_epoch_end(row)` is called after every
-    epoch. `notes`: lines already printed that the log keeps too; `extra`: more for
-    metrics.json. Returns metrics.json's content."""
+    the test set out (a hyperparameter search); `hooks` are called after the run's own (a
+    search's report to its trial). `notes`: lines already printed that the log keeps too;
+    `extra`: more for metrics.json. Returns metrics.json's content."""
     dist, device = init_distributed(resolve_device(cfg.device))
     # The folder first: a clash is refused before any work. Only rank 0 writes it.
     path = resume_dir or (new_run_dir(cfg.run_dir, cfg.preset) if dist.is_main else None)
     folder = RunFolder(dist.broadcast(str(path)), quiet=quiet, writer=dist.is_main)
     together = False  # whether every process leaves by the same path
+    run = run_hooks(cfg, folder, hooks)
     try:
         with folder:
             for line in notes:
@@ -156,26 +158,27 @@ def run_training(cfg: Config, *, resume_dir: Path | None = None,
             cfg = cfg.resolved(cfg.data_folder(), data.stats)  # from here on, unchanged
             if saved is None or notes:
                 folder.write_config(cfg)
-            trainer = build_trainer(cfg, data, device=device, dist=dist, fresh=saved is None,
-                                    on_epoch_end=on_epoch_end)
+            trainer = build_trainer(cfg, data, device=device, dist=dist, fresh=saved is None)
             if saved is not None:
                 try:
                     trainer.load_state_dict(saved)
                 except (CheckpointError, KeyError, TypeError) as e:
                     raise CheckpointError(f"{folder.checkpoint_path('last')}: {e}") from None
             try:
-                summary = trainer.fit(folder)
+                summary = {**trainer.fit(run.hooks), "run_dir": str(folder.path)}
             except TrainingInterrupted:
                 together = True  # the processes decided to stop together
                 raise
             together = True
-            return dist.broadcast(conclude(trainer, folder, summary, test, extra or {}))
+            return dist.broadcast(conclude(trainer, folder, summary, test, extra or {},
+                                           run.tensorboard))
     finally:
+        run.close()
         dist.close(together)
 
 
 def conclude(trainer: Trainer, folder: RunFolder, summary: dict[str, Any], test: bool,
-             extra: dict[str, Any]) -> dict[str, Any] | None:
+             extra: dict[str, Any], board: TensorBoard | None) -> dict[str, Any] | None:
     """Rank 0's end of a run (None on the other processes): metrics.json with `extra`, the
     test set evaluated once (or kept out of a search), the log's last lines and the report."""
     if not trainer.dist.is_main:
@@ -187,7 +190,7 @@ def conclude(trainer: Trainer, folder: RunFolder, summary: dict[str, Any], test:
     metrics, logits = test_once(trainer, folder, summary)
     metrics.update(extra)
     folder.write_metrics(metrics)
-    finish(trainer, folder, metrics, logits)
+    finish(trainer, folder, metrics, logits, board)
     return metrics
 
 
@@ -243,18 +246,22 @@ def test_once(trainer: Trainer, folder: RunFolder, summary: dict[str, Any]
     for an image folder without test/, on the validation split (`evaluated_on` says which;
     the keys are val_top1, ...), their logits divided by the run's temperature (fitted now on
     the validation split, else the preset's): metrics.json's content and those logits."""
-    cfg, nets, data = trainer.cfg, trainer.nets, trainer.data
-    split = "test" if data.has_test else "val"
+    cfg = trainer.cfg
+    nets = trainer.nets
+    data = trainer.data
+    split = data.evaluation_split
     images, labels = data.split(split)
     nets.eval_model.load_state_dict(folder.checkpoint("best").state_dict)
     tester = nets.classifier(cfg, data.classes, tta=cfg.tta, tta_share=cfg.tta_share)
     batch = eval_batch_size(cfg.eval_batch_size, trainer.device)
-    temperature, source = cfg.temperature, settings_temperature_source(cfg)
+    temperature = cfg.temperature
+    source = settings_temperature_source(cfg)
     if split == "test" and len(data.val_images):  # its own, fitted where the test is not
         record = calibration_record(predict_logits(tester, data.val_images, batch),
                                     data.val_labels, folder.checkpoint_path("best").name)
         folder.write_calibration(record)
-        temperature, source = record["temperature"], "val"
+        temperature = record["temperature"]
+        source = "val"
     logits = predict_logits(tester, images, batch)
     m = calibrated_metrics(logits, labels, data.classes, temperature, source)
     return {
@@ -276,11 +283,13 @@ def settings_temperature_source(cfg: Config) -> str:
     return "preset" if cfg.temperature == PRESETS[cfg.preset].temperature else "setting"
 
 
-def finish(trainer: Trainer, folder: RunFolder, metrics: dict[str, Any],
-           logits: torch.Tensor) -> None:
+def finish(trainer: Trainer, folder: RunFolder, metrics: dict[str, Any], logits: torch.Tensor,
+           board: TensorBoard | None) -> None:
     """Log the test result and draw the report; a failing report loses nothing."""
-    log, split = folder.log, metrics["evaluated_on"]
-    best_val, best_epoch = metrics["best_val_acc"], metrics["best_epoch"]
+    log = folder.log
+    split = metrics["evaluated_on"]
+    best_val = metrics["best_val_acc"]
+    best_epoch = metrics["best_epoch"]
     chosen = (f"epoch {best_epoch}, val {best_val:.2f}%" if best_val is not None
               else f"last epoch {best_epoch}, no validation split")
     what = "test accuracy" if split == "test" else "validation accuracy (no test set)"
@@ -288,31 +297,42 @@ def finish(trainer: Trainer, folder: RunFolder, metrics: dict[str, Any],
         f"chosen weights ({chosen}); trained in {format_duration(metrics['train_seconds'])}")
     log(format_calibration(metrics))
     log(format_per_class(metrics))
-    images, labels = trainer.data.split(split)
-    if folder.tensorboard is not None:
-        log_final_to_tensorboard(trainer, folder, metrics, logits)
+    if board is not None:
+        log_final_to_tensorboard(trainer, board, metrics, logits)
     if trainer.cfg.report:
-        from cifarlab.reporting.report import write_report  # matplotlib: only when drawing
-
         try:
-            write_report(folder.path, images, labels, logits, trainer.data.classes, split)
+            draw_report(trainer, folder, metrics, logits)
         except Exception as e:  # the run itself is saved; the report can be redrawn later
             log(f"report not written ({type(e).__name__}: {e}); "
                 f"retry with: cifarlab report {folder.path}")
     log(f"saved in {folder.path}: {', '.join(folder.saved_files())}")
 
 
-def log_final_to_tensorboard(trainer: Trainer, folder: RunFolder, metrics: dict[str, Any],
+def draw_report(trainer: Trainer, folder: RunFolder, metrics: dict[str, Any],
+                logits: torch.Tensor) -> None:
+    """The report, from what the run holds: its settings, metrics, rows and chosen weights."""
+    from cifarlab.reporting.report import RunResults, write_report  # matplotlib: when drawing
+
+    cfg = trainer.cfg
+    data = trainer.data
+    split = metrics["evaluated_on"]
+    model = Classifier(unwrap(trainer.nets.eval_model), cfg.mean, cfg.std, data.classes,
+                       config=cfg, image_size=cfg.image_size)  # float32: for the heatmaps
+    results = RunResults(folder.path.name, cfg, metrics, trainer.state.history, model.eval())
+    write_report(results, folder.path, *data.split(split), logits, data.classes, split)
+
+
+def log_final_to_tensorboard(trainer: Trainer, board: TensorBoard, metrics: dict[str, Any],
                              logits: torch.Tensor) -> None:
     """The evaluation with the settings, the confusion matrix and the prediction grid."""
     from cifarlab.reporting import plots
 
-    split, classes = metrics["evaluated_on"], trainer.data.classes
+    split = metrics["evaluated_on"]
+    classes = trainer.data.classes
     images, labels = trainer.data.split(split)
     preds = logits.argmax(1).cpu().numpy()
     figures = {"confusion": plots.plot_confusion(metrics["confusion"], classes, split),
                "predictions": plots.plot_predictions(images[:64].cpu().numpy(),
                                                      labels[:64].cpu().numpy(), preds[:64],
                                                      classes, split=split)}
-    folder.tensorboard.final(trainer.cfg.to_dict(), metrics, figures,
-                             trainer.steps_done(trainer.state.epoch))
+    board.final(trainer.cfg.to_dict(), metrics, figures, trainer.steps_done(trainer.state.epoch))

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cifarlab.errors import CifarlabError, ConfigError, TrainingError
+from cifarlab.errors import CifarlabError, ConfigError, Pruned, TrainingError, first_line
 from cifarlab.inference import evaluation
 from cifarlab.jobs.study_storage import (
     fail_stale_journal_trials,
@@ -26,6 +26,7 @@ from cifarlab.runs import Config, RunFolder, StudyFolder, make_config
 from cifarlab.runs.config import field_types
 from cifarlab.runs.run_data import load_data_for
 from cifarlab.runs.values import read_config_file
+from cifarlab.training import Hook
 
 RUNS_DIR = "runs/tune"  # trials go in RUNS_DIR/STUDY/trial-NNNN
 HEARTBEAT = 60  # seconds between a running trial's heartbeats
@@ -140,14 +141,10 @@ def tune(*, trials: int, preset: str | None = None, config_file: str | os.PathLi
         cfg = Config.from_dict({**base.to_dict(), **params, "run_dir": str(run_dir),
                                 "report": False})
 
-        def report(row: dict[str, Any]) -> None:
-            log(f"trial {trial.number} epoch {row['epoch']}/{cfg.epochs}: "
-                f"validation {row['val_acc']:.2f}%  ({row['epoch_seconds']:.0f} s)")
-            trial.report(row["val_acc"], row["epoch"])
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-
-        result = _trial_run(study, trial, cfg, data, report, heartbeat, log)
+        try:
+            result = _trial_run(study, trial, cfg, data, TrialReport(trial, log), heartbeat, log)
+        except Pruned:
+            raise optuna.TrialPruned() from None
         log(f"trial {trial.number}: validation {result['best_val_acc']:.2f}% "
             f"(epoch {result['best_epoch']})  {_fmt(params)}")
         return result["best_val_acc"]
@@ -158,7 +155,23 @@ def tune(*, trials: int, preset: str | None = None, config_file: str | os.PathLi
     return summarize(study, storage, folder, log)
 
 
-def _trial_run(study: Any, trial: Any, cfg: Config, data: Any, report: Callable,
+class TrialReport(Hook):
+    """A trial's training reports each epoch's validation accuracy to its trial (one line in
+    the search's log), and stops when the pruner says the trial is behind."""
+
+    def __init__(self, trial: Any, log: Callable[[str], None]):
+        self.trial = trial
+        self.log = log
+
+    def on_epoch_end(self, trainer: Any, row: dict[str, Any]) -> None:
+        self.log(f"trial {self.trial.number} epoch {row['epoch']}/{trainer.cfg.epochs}: "
+                 f"validation {row['val_acc']:.2f}%  ({row['epoch_seconds']:.0f} s)")
+        self.trial.report(row["val_acc"], row["epoch"])
+        if self.trial.should_prune():
+            raise Pruned(f"pruned after epoch {row['epoch']}")
+
+
+def _trial_run(study: Any, trial: Any, cfg: Config, data: Any, report: Hook,
                heartbeat: int, log: Callable[[str], None]) -> dict[str, Any]:
     """One trial's training (a journal study's dead trials failed first, this one's heartbeat
     kept); a TrainingError (a NaN) is kept as the trial's one line."""
@@ -166,9 +179,9 @@ def _trial_run(study: Any, trial: Any, cfg: Config, data: Any, report: Callable,
         log(f"trial {number}: failed (its worker stopped sending heartbeats)")
     try:
         with journal_heartbeat(study, trial, heartbeat):
-            return run_training(cfg, data=data, quiet=True, test=False, on_epoch_end=report)
+            return run_training(cfg, data=data, quiet=True, test=False, hooks=[report])
     except TrainingError as e:  # one line in the log, and the study goes on
-        trial.set_user_attr("failed", str(e).splitlines()[0])
+        trial.set_user_attr("failed", first_line(e))
         raise
 
 

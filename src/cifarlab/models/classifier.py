@@ -77,10 +77,15 @@ class Classifier(nn.Module):
             raise ValueError(f"tta_share must be in [0, 1], not {tta_share}")
         if temperature is not None and not temperature > 0:
             raise ValueError(f"temperature must be positive, not {temperature}")
-        self.tta_share, self.temperature = tta_share, temperature
-        self.net, self.tta, self.amp, self.channels_last = net, tta, amp, channels_last
+        self.net = net
+        self.tta = tta
+        self.tta_share = tta_share
+        self.classes = list(classes)
+        self.temperature = temperature
+        self.amp = amp
+        self.channels_last = channels_last
         self.image_size = image_size
-        self.classes, self.config = list(classes), config
+        self.config = config
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
 

@@ -51,14 +51,18 @@ class CpuConv2d(nn.Conv2d):
         if (self.padding_mode != "zeros" or isinstance(self.padding, str)
                 or self.dilation != (1, 1)):
             return super()._conv_forward(x, weight, bias)
-        window, padding = [], []
+        window = []
+        padding = []
         for size, kernel, pad, stride in zip(x.shape[-2:], self.kernel_size, self.padding,
                                              self.stride, strict=True):
             first, end, outputs = used_taps(size, kernel, pad, stride)
-            new_kernel, new_pad = end - first, pad - first
+            new_kernel = end - first
+            new_pad = pad - first
             # symmetric padding must still give as many outputs, or the trim is not exact
             if new_pad < 0 or (size + 2 * new_pad - new_kernel) // stride + 1 != outputs:
-                first, end, new_pad = 0, kernel, pad
+                first = 0
+                end = kernel
+                new_pad = pad
             window.append(slice(first, end))
             padding.append(new_pad)
         if all(w.stop - w.start == k for w, k in zip(window, self.kernel_size, strict=True)):

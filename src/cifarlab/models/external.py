@@ -139,8 +139,8 @@ def _fetch_failed(timm: ModuleType, arch: str, e: Exception) -> str:
         repo = getattr(cfg, "hf_hub_id", None)
         url = (f"https://huggingface.co/{repo}/resolve/main/model.safetensors" if repo
                else getattr(cfg, "url", None) or "its weights file")
-    first = (str(e).strip().splitlines() or [""])[0][:200]
-    return (f"cannot fetch timm:{arch} from {repo or url} ({type(e).__name__}: {first}); "
+    return (f"cannot fetch timm:{arch} from {repo or url} ({type(e).__name__}: "
+            f"{first_line(e)[:200]}); "
             f"without network, fill the Hugging Face cache ({constants.HF_HUB_CACHE}) on a "
             f"machine with network and set HF_HUB_OFFLINE=1, or download {url} and pass "
             "--weights PATH")

@@ -43,7 +43,8 @@ def compare_benches(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]
                if any(r["preset"] == p for r in b["runs"])]
     rows = []
     for preset in presets:
-        acc_a, acc_b = _by_seed(a, preset, "test_top1"), _by_seed(b, preset, "test_top1")
+        acc_a = _by_seed(a, preset, "test_top1")
+        acc_b = _by_seed(b, preset, "test_top1")
         seeds = sorted(set(acc_a) & set(acc_b))
         if not seeds:
             continue

@@ -6,7 +6,6 @@ refused."""
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import tempfile
@@ -14,10 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import jinja2
+
 from cifarlab.errors import CifarlabError
 from cifarlab.files import publish_text
 from cifarlab.reporting import plots
-from cifarlab.reporting.html import PAGE_STYLE, embed_png, html_table
+from cifarlab.reporting.html import PAGE_STYLE, png_base64
 from cifarlab.runs import RunFolder
 from cifarlab.runs.claims import check_output
 
@@ -29,7 +30,8 @@ def load_run(path: str | os.PathLike) -> dict[str, Any]:
     folder = RunFolder(path)
     if not RunFolder.holds_run(folder.path):
         raise CifarlabError(f"{folder.path} is not a run folder; compare takes finished runs")
-    config, metrics = folder.settings().to_dict(), folder.metrics()
+    config = folder.settings().to_dict()
+    metrics = folder.metrics()
     if metrics is None:
         raise CifarlabError(f"{folder.path} has not finished (no test result yet); compare "
                             "takes finished runs")
@@ -41,7 +43,8 @@ def load_run(path: str | os.PathLike) -> dict[str, Any]:
 def check_comparable(runs: list[dict[str, Any]]) -> None:
     first = runs[0]
     for run in runs[1:]:
-        a, b = first["config"].get("dataset"), run["config"].get("dataset")
+        a = first["config"].get("dataset")
+        b = run["config"].get("dataset")
         if a != b or first["metrics"].get("classes") != run["metrics"].get("classes"):
             raise CifarlabError(
                 f"cannot compare {first['name']} ({a}, {len(first['metrics'].get('classes', []))}"
@@ -72,7 +75,8 @@ def accuracy_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
         m = r["metrics"]
         cells = [r["name"]]
         for k in ("top1", "top5", "macro_f1"):
-            value, ref = m.get(f"{split}_{k}"), base.get(f"{split}_{k}")
+            value = m.get(f"{split}_{k}")
+            ref = base.get(f"{split}_{k}")
             cells += ["n/a" if value is None else f"{value:.2f}%",
                       "" if r is runs[0] or value is None or ref is None else f"{value - ref:+.2f}"]
         ece = m.get(f"{split}_ece")
@@ -85,7 +89,8 @@ def accuracy_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
 def class_changes(runs: list[dict[str, Any]], top: int = 5) -> tuple[list, list]:
     """(gained, lost): the classes whose accuracy rose or fell most from the first run to
     the last, as (class, first, last, change)."""
-    a, b = runs[0]["metrics"]["per_class"], runs[-1]["metrics"]["per_class"]
+    a = runs[0]["metrics"]["per_class"]
+    b = runs[-1]["metrics"]["per_class"]
     changes = [(c, a[c], b[c], b[c] - a[c]) for c in a if a[c] is not None and b.get(c)
                is not None]
     changes.sort(key=lambda t: t[3])
@@ -103,13 +108,6 @@ def f1_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
     return [[c, *(f1(r, c) for r in runs)] for c in classes]
 
 
-def _cells_table(head: list[str], rows: list[list[Any]]) -> str:
-    cells = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
-                    for row in rows)
-    return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
-            + cells + "</table>")
-
-
 def draw(runs: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
     names = [r["name"] for r in runs]
     figures = {"curves.png": plots.plot_compare_curves([(r["name"], r["rows"]) for r in runs]),
@@ -122,43 +120,59 @@ def draw(runs: list[dict[str, Any]], folder: Path) -> dict[str, Path]:
     return {name: plots.save_png(fig, folder / name) for name, fig in figures.items()}
 
 
+TEMPLATE = """{% macro table(head, rows) -%}
+<table><tr>{% for h in head %}<th>{{ h }}</th>{% endfor %}</tr>
+{%- for row in rows %}<tr>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}
+</table>{%- endmacro %}
+{% macro picture(name) %}<img src='data:image/png;base64,{{ pictures[name] }}'
+alt='{{ name }}'>{% endmacro -%}
+<!DOCTYPE html>
+<html lang='en'><head><meta charset='utf-8'><title>cifarlab compare: {{ names|join(", ") }}
+</title>
+<style>{{ style }}</style></head><body>
+<h1>cifarlab compare</h1>
+<p>{{ names|length }} runs of {{ dataset }}; differences are to the first run, {{ names[0] }}.
+Accuracy: {{ split }}. Page written {{ written }}.</p>
+<h2>Accuracy</h2>
+{{ table(["run", "top-1", "change", "top-5", "change", "macro-F1", "change", "ECE",
+          "training time"], accuracy) }}
+<h2>Settings that differ</h2>
+{% if settings %}{{ table(["setting"] + names, settings) }}
+{% else %}<p>None: the runs share every setting.</p>{% endif %}
+<h2>Curves</h2>
+{{ picture("curves.png") }}
+<h2>Per class</h2>
+<div class='cols'>{% for title, rows in changes %}<div><h3>{{ title }}</h3>
+{{ table(["class", names[0], names[-1], "change"], rows) }}</div>{% endfor %}</div>
+{{ picture("per_class.png") }}
+<h3>F1 per class</h3>
+{{ table(["class"] + names, f1) }}
+{% if "confusion_change.png" in pictures %}<h2>Change in the confusion matrix</h2>
+{{ picture("confusion_change.png") }}{% endif %}
+<h2>Runs</h2>
+<table class='kv'>{% for name, path in paths %}<tr><th>{{ name }}</th><td>{{ path }}</td></tr>
+{% endfor %}</table>
+</body></html>
+"""
+
+
 def render(runs: list[dict[str, Any]], pictures: dict[str, Path]) -> str:
+    """The page (jinja2, every value escaped)."""
     names = [r["name"] for r in runs]
-    img = {n: embed_png(p, n) for n, p in pictures.items()}
-    split = "test" if runs[0]["split"] == "test" else "validation (no test set)"
-    settings = differing_settings(runs)
     gained, lost = class_changes(runs)
 
-    def changes(title: str, items: list) -> str:
-        rows = [[c, f"{x:.2f}%", f"{y:.2f}%", f"{d:+.2f}"] for c, x, y, d in items]
-        head = ["class", names[0], names[-1], "change"]
-        return f"<div><h3>{title}</h3>{_cells_table(head, rows)}</div>"
+    def changes(items: list) -> list[list[str]]:
+        return [[c, f"{x:.2f}%", f"{y:.2f}%", f"{d:+.2f}"] for c, x, y, d in items]
 
-    body = [
-        "<h1>cifarlab compare</h1>",
-        f"<p>{len(runs)} runs of {html.escape(str(runs[0]['config'].get('dataset')))}; "
-        f"differences are to the first run, {html.escape(names[0])}. Accuracy: {split}. "
-        f"Page written {datetime.now():%Y-%m-%d %H:%M}.</p>",
-        "<h2>Accuracy</h2>",
-        _cells_table(["run", "top-1", "change", "top-5", "change", "macro-F1", "change",
-                      "ECE", "training time"],
-                     accuracy_rows(runs)),
-        "<h2>Settings that differ</h2>",
-        _cells_table(["setting", *names], [[k, *map(json.dumps, v)] for k, v in settings])
-        if settings else "<p>None: the runs share every setting.</p>",
-        "<h2>Curves</h2>", img["curves.png"],
-        "<h2>Per class</h2>",
-        f"<div class='cols'>{changes('Gained most', gained)}{changes('Lost most', lost)}</div>",
-        img["per_class.png"],
-        "<h3>F1 per class</h3>", _cells_table(["class", *names], f1_rows(runs)),
-    ]
-    if "confusion_change.png" in img:
-        body += ["<h2>Change in the confusion matrix</h2>", img["confusion_change.png"]]
-    body += ["<h2>Runs</h2>", html_table([(r["name"], str(r["path"])) for r in runs])]
-    title = html.escape("cifarlab compare: " + ", ".join(names))
-    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{title}"
-            f"</title>\n<style>{PAGE_STYLE}</style></head><body>\n" + "\n".join(body)
-            + "\n</body></html>\n")
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(TEMPLATE).render(
+        names=names, style=PAGE_STYLE, dataset=str(runs[0]["config"].get("dataset")),
+        split="test" if runs[0]["split"] == "test" else "validation (no test set)",
+        written=f"{datetime.now():%Y-%m-%d %H:%M}", accuracy=accuracy_rows(runs),
+        settings=[[k, *map(json.dumps, v)] for k, v in differing_settings(runs)],
+        changes=[("Gained most", changes(gained)), ("Lost most", changes(lost))],
+        f1=f1_rows(runs), paths=[(r["name"], str(r["path"])) for r in runs],
+        pictures={name: png_base64(path) for name, path in pictures.items()})
 
 
 def compare_runs(run_dirs: list[str | os.PathLike], out: str | os.PathLike = "compare.html",

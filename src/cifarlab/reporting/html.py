@@ -1,12 +1,10 @@
-"""What report.html and compare.html share: the page style, key-value tables and embedded
-pictures (the pages are self-contained: a single file, no network)."""
+"""What report.html, compare.html and audit.html share: the page style and embedded pictures
+(the pages are self-contained: a single file, no network; jinja2 templates, autoescaped)."""
 
 from __future__ import annotations
 
 import base64
-import html
 from pathlib import Path
-from typing import Any
 
 PAGE_STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1150px;
@@ -21,12 +19,6 @@ img { max-width: 100%; height: auto; border: 1px solid #eee; }
 """
 
 
-def html_table(rows: list[tuple[str, Any]]) -> str:
-    body = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-                   for k, v in rows)
-    return f"<table class='kv'>{body}</table>"
-
-
-def embed_png(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f"<img src='data:image/png;base64,{data}' alt='{html.escape(alt)}'>"
+def png_base64(path: Path) -> str:
+    """A PNG file's bytes in base64, to embed in a page."""
+    return base64.b64encode(path.read_bytes()).decode("ascii")

@@ -17,8 +17,10 @@ from matplotlib.ticker import MaxNLocator
 from cifarlab.files import publishing
 from cifarlab.reporting.tables import MANY_CLASSES, shown_classes
 
-WRONG, RIGHT = "#c62828", "#1b5e20"
-BAR, WORST = "#4c78a8", "#c62828"
+WRONG = "#c62828"
+RIGHT = "#1b5e20"
+BAR = "#4c78a8"
+WORST = "#c62828"
 
 
 def save_png(fig: Figure, path: Path, dpi: int = 80) -> Path:
@@ -99,7 +101,8 @@ def plot_per_class(per_class: dict[str, float | None], split: str = "test") -> F
     items = [(c, a) for c, a in items if a is not None]
     title = f"per-class {title} ({split} set)"
     worst = per_class[worst_class]
-    names, accs = [c for c, _ in items], [a for _, a in items]
+    names = [c for c, _ in items]
+    accs = [a for _, a in items]
     fig = Figure(figsize=(9, 0.45 * len(items) + 1.5), layout="constrained")
     ax = fig.subplots()
     bars = ax.barh(range(len(items)), accs, color=[WORST if a == worst else BAR for a in accs])

@@ -4,13 +4,14 @@ training or on demand with `cifarlab report RUN_DIR`."""
 
 from __future__ import annotations
 
-import html
 import json
 import os
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import matplotlib
 import numpy as np
 import torch
@@ -21,8 +22,9 @@ from cifarlab.inference import predict_split
 from cifarlab.inference.bundled import bundled_name
 from cifarlab.inference.hub import resolve_source
 from cifarlab.metrics import compute_metrics
+from cifarlab.models import Classifier
 from cifarlab.reporting import plots
-from cifarlab.reporting.html import PAGE_STYLE, embed_png, html_table
+from cifarlab.reporting.html import PAGE_STYLE, png_base64
 from cifarlab.reporting.tables import format_calibration, shown_classes
 from cifarlab.runs import Config, RunFolder
 from cifarlab.runs.logs import format_duration
@@ -64,49 +66,64 @@ def report_folder(run_dir: str | os.PathLike) -> Path:
     return path.parent / f"{path.name}-report" if is_package(path) else path
 
 
-def write_report(run_dir: str | os.PathLike, images: torch.Tensor, labels: torch.Tensor,
-                 logits: torch.Tensor, classes: list[str], split: str = "test",
-                 out_dir: str | os.PathLike | None = None) -> Path:
-    """Draw the pictures from test-set logits (`split="val"`: an image folder without a test
-    set) of a run folder or model package, and write report.html, into `out_dir` (default:
-    `report_folder(run_dir)`); returns its path."""
+@dataclass(frozen=True)
+class RunResults:
+    """What a report says beside the evaluation it draws: the run's name and settings, its
+    metrics.json content ({} for none), its metrics.csv rows, and the classifier that made the
+    logits (for the mistakes' heatmaps; None: a plain grid). A finishing run hands over what
+    it holds; `cifarlab report` reads them from the run folder (`results_of`)."""
+
+    name: str
+    config: Config
+    saved: dict[str, Any]
+    rows: list[dict[str, Any]]
+    model: Classifier | None = None
+
+
+def results_of(run_dir: str | os.PathLike, model: Classifier | None = None) -> RunResults:
+    """A run folder's or model package's results, read back from its files."""
     folder = RunFolder(resolve_source(run_dir))
     if is_package(folder.path):
-        config, saved = package_settings(folder.path), package_metrics(folder.path) or {}
+        config = package_settings(folder.path)
+        saved = package_metrics(folder.path) or {}
     else:
-        config, saved = folder.settings(), folder.metrics() or {}
-    out = Path(out_dir) if out_dir is not None else report_folder(run_dir)
-    if out != folder.path:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise CifarlabError(f"cannot create report folder {out}: {e.strerror}") from None
+        config = folder.settings()
+        saved = folder.metrics() or {}
+    return RunResults(folder.path.name, config, saved, folder.rows(), model)
+
+
+def write_report(results: RunResults, out: Path, images: torch.Tensor, labels: torch.Tensor,
+                 logits: torch.Tensor, classes: list[str], split: str = "test") -> Path:
+    """Draw the pictures from test-set logits (`split="val"`: an image folder without a test
+    set) and write report.html into folder `out`; returns its path."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CifarlabError(f"cannot create report folder {out}: {e.strerror}") from None
     images_np = images.cpu().numpy()
     labels_np = labels.cpu().numpy()
     probs = torch.softmax(logits.float().cpu(), 1).numpy()
     metrics = compute_metrics(logits.float().cpu(), labels.cpu(), classes)
     metrics["split"] = split
-    rows = folder.rows()
-    overlays = mistake_heatmaps(folder.path, images, labels_np, probs)
+    overlays = mistake_heatmaps(results.model, images, labels_np, probs)
     with matplotlib.rc_context({"font.size": 11}):
-        written = _draw(out, rows, metrics, images_np, labels_np, probs, classes, overlays)
+        written = _draw(out, results.rows, metrics, images_np, labels_np, probs, classes,
+                        overlays)
     page = RunFolder(out).report_page
-    publish_text(page, render_html(folder.path.name, config, saved, metrics, rows, written))
+    publish_text(page, render_html(results, metrics, written))
     return page
 
 
-def mistake_heatmaps(run_dir: Path, images: torch.Tensor, labels: np.ndarray,
+def mistake_heatmaps(model: Classifier | None, images: torch.Tensor, labels: np.ndarray,
                      probs: np.ndarray) -> dict[int, np.ndarray] | None:
     """The most confident mistakes with the Grad-CAM heatmap of their predicted class over
-    them; None (a plain grid) without captum or when the model gives no heatmap."""
+    them; None (a plain grid) without a model or captum, or when the model gives none."""
     from cifarlab.inference.heatmaps import grad_cam, overlay
-    from cifarlab.inference.loading import load_model
 
     wrong = plots.most_confident_mistakes(labels, probs)
-    if not len(wrong):
+    if model is None or not len(wrong):
         return None
     try:
-        model = load_model(run_dir)
         maps, _ = grad_cam(model, images[wrong].cpu(), torch.from_numpy(probs[wrong].argmax(1)))
     except (CifarlabError, RuntimeError):  # no captum, a model without a feature map
         return None
@@ -142,7 +159,8 @@ def report_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = 
                             " or a model package")
     p = predict_split(run_dir, data_dir=data_dir, split="test", device=device,
                       other_data=other_data)
-    return write_report(run_dir, p["images"], p["labels"], p["logits"], p["classes"], p["split"])
+    return write_report(results_of(run_dir, p["model"]), report_folder(run_dir), p["images"],
+                        p["labels"], p["logits"], p["classes"], p["split"])
 
 
 def saved_calibration(saved: dict[str, Any]) -> dict[str, Any]:
@@ -172,60 +190,68 @@ def _summary(metrics: dict[str, Any], saved: dict[str, Any]) -> list[tuple[str, 
     return rows
 
 
-def _per_class_table(metrics: dict[str, Any]) -> str:
-    """Worst first; with many classes the 10 worst and the 10 best (see `shown_classes`)."""
+def per_class_rows(metrics: dict[str, Any]) -> tuple[str, str | None, list[list[Any]]]:
+    """(title, worst class, rows of class, recall, precision, F1, images): worst first; with
+    many classes the 10 worst and the 10 best (see `shown_classes`)."""
     items, worst, title = shown_classes(metrics["per_class"])
     scores = metrics["class_scores"]
     cell = lambda v: "n/a" if v is None else f"{v:.2f}%"  # noqa: E731
-    body = "".join(
-        f"<tr{' class=worst' if c == worst else ''}><td>{html.escape(c)}</td><td>{cell(a)}</td>"
-        f"<td>{cell(scores[c]['precision'])}</td><td>{cell(scores[c]['f1'])}</td>"
-        f"<td>{scores[c]['support']}</td></tr>"
-        for c, a in sorted(items, key=lambda t: (t[1] is None, t[1] or 0.0)))
-    return (f"<table><tr><th>class</th><th>{html.escape(title)} (recall)</th><th>precision</th>"
-            f"<th>F1</th><th>images</th></tr>{body}</table>")
+    rows = [[c, cell(a), cell(scores[c]["precision"]), cell(scores[c]["f1"]),
+             scores[c]["support"]]
+            for c, a in sorted(items, key=lambda t: (t[1] is None, t[1] or 0.0))]
+    return title, worst, rows
 
 
-def _pairs_table(metrics: dict[str, Any]) -> str:
-    pairs = confused_pairs(metrics["confusion"], metrics["classes"])
-    body = "".join(f"<tr><td>{html.escape(p['true'])}</td><td>{html.escape(p['predicted'])}"
-                   f"</td><td>{p['count']}</td><td>{p['share']:.1f}%</td></tr>" for p in pairs)
-    return ("<table><tr><th>true</th><th>predicted as</th><th>images</th>"
-            f"<th>share of the true class</th></tr>{body}</table>")
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }}</title>
+<style>{{ style }}</style></head><body>
+<h1>{{ title }}</h1>
+<p>{{ cfg.dataset }}, model {{ cfg.model }}, preset {{ cfg.preset }}, seed {{ cfg.seed }}.
+{{ honesty }}
+Report written {{ written }}.</p>
+<table class="kv">{% for name, value in summary %}
+<tr><th>{{ name }}</th><td>{{ value }}</td></tr>{% endfor %}</table>
+<div class="cols">
+<div><h2>Per class (worst first)</h2>
+<table><tr><th>class</th><th>{{ per_class_title }} (recall)</th><th>precision</th><th>F1</th>
+<th>images</th></tr>{% for row in per_class %}
+<tr{% if row[0] == worst %} class=worst{% endif %}>{% for v in row %}<td>{{ v }}</td>
+{%- endfor %}</tr>{% endfor %}</table></div>
+<div><h2>Most confused pairs</h2>
+<table><tr><th>true</th><th>predicted as</th><th>images</th><th>share of the true class</th></tr>
+{%- for p in pairs %}
+<tr><td>{{ p.true }}</td><td>{{ p.predicted }}</td><td>{{ p.count }}</td>
+<td>{{ "%.1f" % p.share }}%</td></tr>{% endfor %}</table></div>
+</div>
+<h2>Pictures</h2>
+{% for caption, data in pictures %}<figure><figcaption>{{ caption }}</figcaption>
+<img src='data:image/png;base64,{{ data }}' alt='{{ caption }}'></figure>
+{% endfor %}
+<h2>Configuration</h2>
+<table class="kv">{% for name, value in config %}
+<tr><th>{{ name }}</th><td>{{ value }}</td></tr>{% endfor %}</table>
+</body></html>
+"""
 
 
-def render_html(name: str, config: Config, saved: dict[str, Any], metrics: dict[str, Any],
-                rows: list[dict], pictures: dict[str, Path]) -> str:
-    """The page; `saved` is the training run's own metrics.json, when it finished."""
-    title = f"cifarlab report: {name}"
+def render_html(results: RunResults, metrics: dict[str, Any], pictures: dict[str, Path]) -> str:
+    """The page (jinja2, every value escaped)."""
+    cfg = results.config
     split = "test" if metrics.get("split", "test") == "test" else "validation"
-    captions = {name: PICTURES[name].replace("test", split) for name in pictures}
-    figures = "".join(f"<figure><figcaption>{captions[name]}</figcaption>"
-                      f"{embed_png(path, captions[name])}</figure>"
-                      for name, path in pictures.items())
     honesty = ("Test accuracy is measured once, on weights chosen without the test set." if
                split == "test" else "No test set: these are validation figures, and the same "
                "validation split chose the weights, so they are optimistic.")
-    config_rows = [(k, json.dumps(v) if isinstance(v, (list, tuple, dict)) else v)
-                   for k, v in config.to_dict().items()]
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)}</title>
-<style>{PAGE_STYLE}</style></head><body>
-<h1>{html.escape(title)}</h1>
-<p>{html.escape(config.dataset)}, model {html.escape(config.model)},
-preset {html.escape(config.preset)}, seed {config.seed}.
-{honesty}
-Report written {datetime.now():%Y-%m-%d %H:%M}.</p>
-{html_table(_summary(metrics, saved) + [("test-time augmentation", config.tta)])}
-<div class="cols">
-<div><h2>Per class (worst first)</h2>{_per_class_table(metrics)}</div>
-<div><h2>Most confused pairs</h2>{_pairs_table(metrics)}</div>
-</div>
-<h2>Pictures</h2>
-{figures}
-<h2>Configuration</h2>
-{html_table(config_rows)}
-</body></html>
-"""
+    title, worst, per_class = per_class_rows(metrics)
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(TEMPLATE).render(
+        title=f"cifarlab report: {results.name}", style=PAGE_STYLE, cfg=cfg, honesty=honesty,
+        written=f"{datetime.now():%Y-%m-%d %H:%M}",
+        summary=_summary(metrics, results.saved) + [("test-time augmentation", cfg.tta)],
+        per_class_title=title, worst=worst, per_class=per_class,
+        pairs=confused_pairs(metrics["confusion"], metrics["classes"]),
+        pictures=[(PICTURES[name].replace("test", split), png_base64(path))
+                  for name, path in pictures.items()],
+        config=[(k, json.dumps(v) if isinstance(v, (list, tuple, dict)) else v)
+                for k, v in cfg.to_dict().items()])

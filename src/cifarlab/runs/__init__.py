@@ -4,9 +4,10 @@ to read each back: settings, metrics, per-epoch rows, state, checkpoints)."""
 
 from cifarlab.runs.checkpoint import Checkpoint, read_checkpoint
 from cifarlab.runs.claims import new_run_dir
-from cifarlab.runs.config import Config, make_config
+from cifarlab.runs.config import Config
 from cifarlab.runs.folder import RunFolder, checkpoint_file, open_checkpoint
 from cifarlab.runs.presets import DEFAULT_PRESET, PRESETS, Preset
+from cifarlab.runs.resolve import make_config
 from cifarlab.runs.study import StudyFolder
 from cifarlab.runs.values import option_name
 

@@ -20,7 +20,9 @@ from cifarlab.errors import CifarlabError
 from cifarlab.files import publish_text
 from cifarlab.runs.folder import RunFolder
 
-FINDINGS, PAGE, FOLD = "audit.json", "audit.html", "fold-"
+FINDINGS = "audit.json"
+PAGE = "audit.html"
+FOLD = "fold-"
 
 
 class AuditFolder:

@@ -141,7 +141,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if version < 3:  # the header held the model and the normalisation
         values.setdefault("model", state.get("model"))
         if values.get("mean") is None and state.get("mean") is not None:
-            values["mean"], values["std"] = state["mean"], state["std"]
+            values["mean"] = state["mean"]
+            values["std"] = state["std"]
     try:
         config = Config.from_dict(values)
     except ConfigError as e:

@@ -1,8 +1,8 @@
-"""A run's settings: one frozen dataclass, `Config`, made by `make_config` from the base values,
-a named preset, a config file and explicit overrides (lowest to highest), or read back from a
-run (`Config.from_dict`, which upgrades settings saved by older versions). A training run
-resolves the data folder and the normalisation once (`Config.resolved`); after that nothing
-changes a Config.
+"""A run's settings: one frozen dataclass, `Config`, made by `make_config` (runs/resolve.py) from
+the base values, a named preset, a config file and explicit overrides (lowest to highest), or
+read back from a run (`Config.from_dict`, which upgrades settings saved by older versions). A
+training run resolves the data folder and the normalisation once (`Config.resolved`); after
+that nothing changes a Config.
 
 Every setting is declared once, below, with its base value (what a preset does not set) and
 the help text `cifarlab train --help` shows. There is no bare `Config()`: a Config always says
@@ -19,14 +19,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cifarlab.data import DATASET_CHOICES, DATASETS, Stats, default_data_dir
+from cifarlab.data.cifar import VAL_SIZE
+from cifarlab.data.folders import VAL_SHARE
 from cifarlab.errors import ConfigError
 from cifarlab.models import IMAGENET_STATS, TTA_CHOICES, check_model
 from cifarlab.models.external import pretrained_stats
-from cifarlab.runs.presets import DEFAULT_PRESET, PRESETS, Preset
-from cifarlab.runs.values import coerce, read_config_file
+from cifarlab.runs.presets import DEFAULT_PRESET, PRESETS
+from cifarlab.runs.values import coerce
+from cifarlab.runtime import CPU_EVAL_BATCH, EVAL_BATCH
 
-# The settings a preset's temperature depends on, beyond its network and dataset.
-CONFIDENCE = ("label_smoothing", "mixup_alpha", "tta", "tta_share")
+# The settings' sections, by their first field (the `# ---` lines of Config): --help's groups.
+SECTIONS = {"dataset": "data", "model": "model", "epochs": "optimisation",
+            "crop_padding": "augmentation (batched, on the training device)",
+            "device": "runtime"}
 
 
 def setting(base: Any, help: str, **kw: Any) -> Any:
@@ -44,9 +49,9 @@ class Config:
                                    "$CIFARLAB_DATA_DIR, else ./data), or the image folder")
     download: bool = setting(True, "download the dataset when it is not found")
     val_size: int | None = setting(None, "images held out of the training set for validation "
-                                   "and early stopping (stratified; default: 5,000 for CIFAR, "
-                                   "10% of an image folder without val/); 0 = none, the last "
-                                   "epoch is kept")
+                                   f"and early stopping (stratified; default: {VAL_SIZE:,} for "
+                                   f"CIFAR, {VAL_SHARE:.0%} of an image folder without val/); "
+                                   "0 = none, the last epoch is kept")
     exclude: str | None = setting(None, "leave these training images out: an audit's JSON "
                                   "(cifarlab audit) or a file of training image indices or "
                                   "image files, one per line")
@@ -142,8 +147,8 @@ class Config:
                                          "except on MPS)")
     num_threads: int | None = setting(None, "CPU threads for torch (default: torch's choice)")
     eval_batch_size: int | None = setting(None, "batch size for validation and test "
-                                          "evaluation (default: 250 on the CPU, 1,000 "
-                                          "elsewhere)")
+                                          f"evaluation (default: {CPU_EVAL_BATCH:,} on the "
+                                          f"CPU, {EVAL_BATCH:,} elsewhere)")
     tta: str = setting("none", "test-time augmentation of the test: average the logits of "
                        "mirrored (flip) and also 1-pixel shifted views (flip-translate); "
                        "validation always sees one view", choices=TTA_CHOICES)
@@ -299,6 +304,16 @@ def apply_values(base: dict[str, Any], overrides: dict[str, Any], source: str
     return {**base, **{key: coerce(key, value, hints[key]) for key, value in overrides.items()}}
 
 
+def setting_sections() -> list[tuple[str, list[str]]]:
+    """(section, its settings' names) in Config's order."""
+    groups: list[tuple[str, list[str]]] = []
+    for f in dataclasses.fields(Config):
+        if f.name in SECTIONS:
+            groups.append((SECTIONS[f.name], []))
+        groups[-1][1].append(f.name)
+    return groups
+
+
 def base_values() -> dict[str, Any]:
     """Each setting's base value: what applies where no preset, file or option sets it."""
     values = {}
@@ -306,69 +321,6 @@ def base_values() -> dict[str, Any]:
         base = f.metadata["base"]
         values[f.name] = type(base)(base) if isinstance(base, (dict, list)) else base
     return values
-
-
-def _layer(values: dict[str, Any], layer: dict[str, Any], source: str) -> dict[str, Any]:
-    """Apply one layer of settings. Its model_args merge into the model's arguments so far
-    (a key set to null removes it); a layer that names another model starts them afresh."""
-    layer = dict(layer)
-    args = layer.pop("model_args", None)
-    out = apply_values(values, layer, source)
-    if out["model"] != values["model"]:
-        out["model_args"] = {}
-    if args is not None:
-        merged = {**out["model_args"], **coerce("model_args", args, dict)}
-        out["model_args"] = {k: v for k, v in merged.items() if v is not None}
-    return out
-
-
-def make_config(preset: str | None = None, config_file: str | os.PathLike | None = None,
-                **overrides: Any) -> Config:
-    """Resolve base values <- preset <- config file <- overrides into a validated Config.
-
-    A preset's `network` settings (its model, the model's arguments and what only suits that
-    network, such as fastnet's low-resolution epochs) apply only when the run trains that
-    network: naming another model leaves them out (`cifarlab presets` lists them apart)."""
-    file_values = read_config_file(config_file) if config_file else {}
-    file_values.pop("tune", None)  # a search space for `cifarlab tune`, not a setting
-    name = overrides.get("preset") or preset or file_values.get("preset") or DEFAULT_PRESET
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    recipe, network = PRESETS[name].recipe, PRESETS[name].network
-    model = overrides.get("model") or file_values.get("model") or network["model"]
-    values = _layer(base_values(), recipe, f"preset {name}")
-    if model == network["model"]:
-        values = _layer(values, network, f"preset {name}")
-    values = _layer(values, file_values, str(config_file))
-    values = _layer(values, overrides, "arguments")
-    values["preset"] = name
-    given = {**file_values, **overrides}
-    if "temperature" not in given:
-        values["temperature"] = preset_temperature(PRESETS[name], values,
-                                                   model == network["model"])
-    if "epochs" in given and "low_res_epochs" not in given and model == network["model"]:
-        values["low_res_epochs"] = scaled_low_res(network.get("low_res_epochs", 0),
-                                                  recipe.get("epochs", values["epochs"]),
-                                                  values["epochs"])
-    return Config(**values).validate()
-
-
-def preset_temperature(preset: Preset, values: dict[str, Any], its_network: bool
-                       ) -> float | None:
-    """The preset's temperature for a run like those it was fitted on: its network, on
-    CIFAR-10, with its label smoothing, mixup and test views (what sets how sure a model is);
-    None for another run, which fits its own with a validation split."""
-    same = all(values[k] == preset.recipe.get(k, base_values()[k]) for k in CONFIDENCE)
-    return preset.temperature if its_network and same and values["dataset"] == "cifar10" else None
-
-
-def scaled_low_res(preset_low: int, preset_epochs: int, epochs: int) -> int:
-    """A preset's low-resolution epochs for a run shortened or lengthened with --epochs: the
-    same share of the run (rounded), and at least one epoch at full resolution when the
-    preset has one."""
-    if not preset_low:
-        return 0
-    return max(0, min(epochs - 1, round(preset_low * epochs / preset_epochs)))
 
 
 def upgrade_config(values: dict[str, Any]) -> dict[str, Any]:
@@ -387,5 +339,6 @@ def upgrade_config(values: dict[str, Any]) -> dict[str, Any]:
     dataset = values.get("dataset", base_values()["dataset"])
     if values.get("mean") is None and (values.get("pretrained") or dataset in DATASETS):
         stats = IMAGENET_STATS if values.get("pretrained") else DATASETS[dataset].stats
-        values["mean"], values["std"] = stats[0], values.get("std") or stats[1]
+        values["mean"] = stats[0]
+        values["std"] = values.get("std") or stats[1]
     return values

@@ -28,24 +28,37 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cifarlab.errors import CheckpointError, CifarlabError, TrainingInterrupted, first_line
+from cifarlab.errors import (
+    CheckpointError,
+    CifarlabError,
+    Pruned,
+    TrainingInterrupted,
+    first_line,
+)
 from cifarlab.files import publish_text, read_json_object
 from cifarlab.runs.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from cifarlab.runs.config import Config
 from cifarlab.runs.lock import RunLock
 from cifarlab.runs.logs import MetricsCSV, RunLog, read_rows
 from cifarlab.runs.package import WEIGHTS, is_package, read_package
-from cifarlab.runs.tensorboard_log import TensorBoardLog
 from cifarlab.version import __version__
 
-CONFIG, LOG, ROWS, METRICS, STATE, LOCK = ("config.json", "train.log", "metrics.csv",
-                                           "metrics.json", "state.json", "lock")
-CALIBRATION, DATA = "calibration.json", "data.json"
-REPORT, TENSORBOARD = "report.html", "tensorboard"
+CONFIG = "config.json"
+LOG = "train.log"
+ROWS = "metrics.csv"
+METRICS = "metrics.json"
+STATE = "state.json"
+LOCK = "lock"
+CALIBRATION = "calibration.json"
+DATA = "data.json"
+REPORT = "report.html"
+TENSORBOARD = "tensorboard"
 CHECKPOINTS = {"best": "best.pt", "last": "last.pt"}
 EXPORTS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}
 MARKS = (CONFIG, STATE, ROWS)  # any of them: a run folder to read (runs before the mark too)
-MARK, MARK_FORMAT, MARK_VERSION = "cifarlab-run.json", "cifarlab-run", 1
+MARK = "cifarlab-run.json"
+MARK_FORMAT = "cifarlab-run"
+MARK_VERSION = 1
 RUN_FILES = {MARK, CONFIG, LOG, ROWS, METRICS, STATE, LOCK, CALIBRATION, DATA, REPORT,
              TENSORBOARD, *CHECKPOINTS.values(), *EXPORTS.values()}  # every name a run writes
 # What a run that stopped before its first epoch ended can leave (with *.tmp litter): a kill
@@ -71,8 +84,6 @@ class RunFolder:
         self.writer = writer
         self.lock = RunLock(self.path / LOCK)
         self.log = RunLog(self.path / LOG, quiet, writer)
-        self.rows_file: MetricsCSV | None = None
-        self.tensorboard: TensorBoardLog | None = None
 
     @staticmethod
     def holds_run(path: str | os.PathLike) -> bool:
@@ -111,20 +122,17 @@ class RunFolder:
             if self.writer and self.lock.held:
                 self.write_state(exc)
         finally:
-            if self.tensorboard is not None:
-                self.tensorboard.close()
             self.lock.release()
 
     def write_state(self, exc: BaseException | None) -> None:
         """state.json, how the run ended: finished (metrics.json written), stopped (resumable:
         a signal, a second Ctrl-C), pruned (a search stopped it) or failed (the error)."""
-        name = type(exc).__name__ if exc is not None else ""
         if exc is None or (self.finished and isinstance(exc, KeyboardInterrupt)):
             state = "finished" if self.finished else "failed"
         elif isinstance(exc, (TrainingInterrupted, KeyboardInterrupt)):
             state = "stopped"
         else:
-            state = "pruned" if name == "TrialPruned" else "failed"
+            state = "pruned" if isinstance(exc, Pruned) else "failed"
         info: dict[str, Any] = {"state": state, "ended": datetime.now().isoformat("T", "seconds")}
         if exc is not None and state == "finished":  # stopped while its report was drawn
             info["message"] = (f"stopped before its report was drawn; draw it with: cifarlab "
@@ -177,27 +185,13 @@ class RunFolder:
                                   "and each split's images and sha256)")
         return record
 
-    def start_rows(self, rows: list[dict[str, Any]]) -> None:
-        """metrics.csv from the rows a resumed run already has (and nothing after them)."""
-        self.rows_file = MetricsCSV(self.path / ROWS, rows, enabled=self.writer)
+    def metrics_csv(self, rows: list[dict[str, Any]]) -> MetricsCSV:
+        """metrics.csv, rewritten from the rows a resumed run already has, to add rows to."""
+        return MetricsCSV(self.path / ROWS, rows, enabled=self.writer)
 
-    def add_row(self, row: dict[str, Any], step: int) -> None:
-        """An epoch's row: metrics.csv, and TensorBoard at global step `step`."""
-        assert self.rows_file is not None, "start_rows first"
-        self.rows_file.add(row)
-        if self.tensorboard is not None:
-            self.tensorboard.epoch(row, step)
-
-    def open_tensorboard(self, done: int) -> None:
-        """Event files of a run that has taken `done` steps: what a killed run wrote for any
-        later step is dropped."""
-        if self.writer:
-            self.tensorboard = TensorBoardLog(self.path / TENSORBOARD,
-                                              purge_step=done + 1 if done else 0)
-
-    def log_step(self, step: int, loss: float, lr: float) -> None:
-        if self.tensorboard is not None:
-            self.tensorboard.step(step, loss, lr)
+    @property
+    def tensorboard_path(self) -> Path:
+        return self.path / TENSORBOARD
 
     def save_checkpoint(self, which: str, *, config: Config, classes: list[str],
                         weights: dict[str, Any], epoch: int, val_acc: float | None,

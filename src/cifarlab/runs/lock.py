@@ -36,7 +36,9 @@ def windows_process_alive(pid: int, kernel32: Any) -> bool:
     while it runs. Access denied means it exists."""
     import ctypes
 
-    query, still_active, access_denied = 0x1000, 259, 5  # PROCESS_QUERY_LIMITED_INFORMATION
+    query = 0x1000  # PROCESS_QUERY_LIMITED_INFORMATION
+    still_active = 259
+    access_denied = 5
     handle = kernel32.OpenProcess(query, False, pid)
     if not handle:
         return kernel32.GetLastError() == access_denied
@@ -112,7 +114,8 @@ class RunLock:
             os.close(fd)
             raise CifarlabError(f"cannot write to run folder {self.path.parent}: "
                                 f"{e.strerror}; free some space and retry") from None
-        self._fd, self.held = fd, True
+        self._fd = fd
+        self.held = True
 
     def owner(self) -> tuple[int, str] | None:
         """(pid, host) written in the lock file; None without a readable one."""
@@ -148,4 +151,5 @@ class RunLock:
         if self.held:
             self.path.unlink(missing_ok=True)  # before unlocking: a waiter then finds no file
             os.close(self._fd)
-            self._fd, self.held = None, False
+            self._fd = None
+            self.held = False

@@ -27,8 +27,12 @@ from cifarlab.files import publish_text, publishing, read_json_object
 from cifarlab.runs.checkpoint import FITTED, Checkpoint, weights_digest
 from cifarlab.runs.config import Config
 
-FORMAT, VERSION = "cifarlab-package", 1
-WEIGHTS, CONFIG, CARD, METRICS = "model.safetensors", "config.json", "README.md", "metrics.json"
+FORMAT = "cifarlab-package"
+VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+CARD = "README.md"
+METRICS = "metrics.json"
 PACKAGE_FILES = (WEIGHTS, CONFIG, CARD, METRICS)
 
 
@@ -126,7 +130,8 @@ def read_package(path: str | os.PathLike) -> Checkpoint:
     from safetensors.torch import load_file
 
     p = Path(path)
-    own, config = package_config(p), package_settings(p)
+    own = package_config(p)
+    config = package_settings(p)
     try:
         weights = load_file(str(p / WEIGHTS))
     except (SafetensorError, OSError, ValueError) as e:

@@ -17,7 +17,9 @@ from typing import Any
 from cifarlab.files import publish_text
 from cifarlab.runs.folder import RunFolder
 
-SUMMARY, STORAGE, TRIAL = "tune.json", "study.db", "trial-"
+SUMMARY = "tune.json"
+STORAGE = "study.db"
+TRIAL = "trial-"
 
 
 class StudyFolder:

@@ -16,7 +16,8 @@ from cifarlab.errors import ConfigError
 
 def coerce(name: str, value: Any, hint: Any) -> Any:
     """Convert a value read from a file or the command line to the field's declared type."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
             return None

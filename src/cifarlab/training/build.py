@@ -4,9 +4,6 @@ module and handed to the Trainer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import torch
 
 from cifarlab.data import DataSplits
@@ -28,8 +25,7 @@ def augmenter_of(cfg: Config) -> Augmenter:
 
 
 def build_trainer(cfg: Config, data: DataSplits, *, device: torch.device,
-                  dist: Dist | None = None, fresh: bool = True,
-                  on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> Trainer:
+                  dist: Dist | None = None, fresh: bool = True) -> Trainer:
     """The Trainer of resolved settings `cfg` on `data` (on the CPU; moved to `device`).
     `fresh=False`: a resumed run, whose weights come from its last.pt (nothing is fetched)."""
     dist = dist or Dist()
@@ -45,5 +41,4 @@ def build_trainer(cfg: Config, data: DataSplits, *, device: torch.device,
     return Trainer(cfg, data=data, nets=nets, optimizer=optimizer,
                    scheduler=build_scheduler(
                        optimizer, cfg, steps_per_epoch(len(data.train_images), cfg.batch_size)),
-                   augmenter=augmenter_of(cfg), random=random, dist=dist,
-                   on_epoch_end=on_epoch_end)
+                   augmenter=augmenter_of(cfg), random=random, dist=dist)

@@ -73,8 +73,9 @@ def measure_speed(cfg: Config, num_classes: int, device: torch.device, repeats: 
     data = DataSplits(images, labels, *none, *none, [str(c) for c in range(num_classes)],
                       _STATS)
     trainer = build_trainer(probe, data, device=device)
-    model, images, labels = (trainer.nets.train_model, trainer.data.train_images,
-                             trainer.data.train_labels)
+    model = trainer.nets.train_model
+    images = trainer.data.train_images
+    labels = trainer.data.train_labels
     train = {s: _timed(lambda s=s: trainer.step(images, labels, None, model, s), device,
                        repeats) / piece for s in sizes_of(cfg)}
     batch = min(eval_batch_size(cfg.eval_batch_size, device), piece)

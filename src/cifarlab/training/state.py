@@ -1,6 +1,7 @@
 """What a training run keeps beside its networks and optimizer: its progress (`TrainState`),
-its random streams (`TrainRandom`) and the stop requests of signals (`StopRequest`). Each saves
-and restores its own state (`state_dict()` / `load_state_dict()`), for an exact resume."""
+the running sums of the epoch in progress (`EpochSums`), its random streams (`TrainRandom`)
+and the stop requests of signals (`StopRequest`). Each saves and restores its own state
+(`state_dict()` / `load_state_dict()`), for an exact resume."""
 
 from __future__ import annotations
 
@@ -37,7 +38,9 @@ class TrainState:
         score = row["val_acc"] if has_val else float(row["epoch"])
         improved = score > self.best_score
         if improved:
-            self.best_score, self.best_epoch, self.bad_epochs = score, row["epoch"], 0
+            self.best_score = score
+            self.best_epoch = row["epoch"]
+            self.bad_epochs = 0
         else:
             self.bad_epochs += 1
         self.early_stopped = bool(has_val and patience and self.bad_epochs >= patience)
@@ -50,6 +53,43 @@ class TrainState:
         for f in fields(self):
             if f.name != "partial":
                 setattr(self, f.name, state[f.name])
+
+
+class EpochSums:
+    """The epoch in progress: its data order, and the loss and correct answers summed over
+    the images this process has seen (on the device: no host sync per step)."""
+
+    def __init__(self, order: torch.Tensor, device: torch.device):
+        self.order = order.to(device)
+        self.loss = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device)
+        self.seen = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        self.loss += loss.detach() * len(labels)
+        self.correct += (logits.argmax(1) == labels).sum()
+        self.seen += len(labels)
+
+    def means(self, dist: Any) -> tuple[float, float]:
+        """(mean loss, accuracy %) over every process's images (`dist`: a training.Dist)."""
+        count = torch.tensor(float(self.seen), device=self.loss.device)
+        dist.sum_(self.loss, self.correct, count)
+        return ((self.loss / count.clamp(min=1)).item(),
+                100.0 * self.correct.item() / max(count.item(), 1))
+
+    def partial(self, step: int) -> dict[str, Any]:
+        """What last.pt keeps of an epoch a signal stopped before `step` (TrainState.partial)."""
+        return dict(order=self.order.cpu(), step=step, seen=self.seen, loss=self.loss.item(),
+                    correct=self.correct.item())
+
+    @classmethod
+    def resumed(cls, partial: dict[str, Any], device: torch.device) -> EpochSums:
+        """The sums of a stopped epoch, to go on from its `partial["step"]`."""
+        sums = cls(partial["order"], device)
+        sums.loss += partial["loss"]
+        sums.correct += partial["correct"]
+        sums.seen = partial["seen"]
+        return sums
 
 
 def augmentation_seed(seed: int, rank: int, epoch: int = 0) -> int:
