@@ -40,6 +40,12 @@ PICTURES = {
 }
 
 
+def split_label(metrics: dict[str, Any]) -> str:
+    """What the evaluated split is called on the page: test, or validation (an image folder
+    without test/)."""
+    return "test" if metrics.get("split", "test") == "test" else "validation"
+
+
 def confused_pairs(confusion: list[list[int]], classes: list[str], top: int = 10) -> list[dict]:
     """The largest off-diagonal cells: which true class is most often taken for which."""
     counts = np.asarray(confusion)
@@ -135,7 +141,7 @@ def mistake_heatmaps(model: Classifier | None, images: torch.Tensor, labels: np.
 def _draw(run_dir: Path, rows: list[dict], metrics: dict[str, Any], images: np.ndarray,
           labels: np.ndarray, probs: np.ndarray, classes: list[str],
           overlays: dict[int, np.ndarray] | None = None) -> dict[str, Path]:
-    split = "test" if metrics.get("split", "test") == "test" else "validation"
+    split = split_label(metrics)
     figures = {
         "curves.png": plots.plot_curves(rows) if rows else None,
         "confusion.png": plots.plot_confusion(metrics["confusion"], classes, split),
@@ -173,7 +179,7 @@ def _summary(metrics: dict[str, Any], saved: dict[str, Any]) -> list[tuple[str, 
     chosen = (f"epoch {saved['best_epoch']} (validation {best_val:.2f}%)" if best_val is not None
               else f"epoch {saved['best_epoch']} (last; no validation split)"
               if "best_epoch" in saved else "unknown")
-    name = "test" if metrics.get("split", "test") == "test" else "validation"
+    name = split_label(metrics)
     rows = [(f"{name} top-1", f"{metrics['top1']:.2f}%"),
             (f"{name} top-5", f"{metrics['top5']:.2f}%"),
             (f"{name} macro-F1", f"{metrics['macro_f1']:.2f}%"),
@@ -239,7 +245,7 @@ Report written {{ written }}.</p>
 def render_html(results: RunResults, metrics: dict[str, Any], pictures: dict[str, Path]) -> str:
     """The page (jinja2, every value escaped)."""
     cfg = results.config
-    split = "test" if metrics.get("split", "test") == "test" else "validation"
+    split = split_label(metrics)
     honesty = ("Test accuracy is measured once, on weights chosen without the test set." if
                split == "test" else "No test set: these are validation figures, and the same "
                "validation split chose the weights, so they are optimistic.")
