@@ -39,6 +39,7 @@ from cifarlab.jobs.bench import markdown_table, summarize_all
 from cifarlab.reporting.bench_compare import compare_benches, format_bench_comparison
 from cifarlab.runs import DEFAULT_PRESET, PRESETS, Config, make_config, option_name
 from cifarlab.runs.config import setting_sections
+from cifarlab.runs.explain import explain_preset
 from cifarlab.runs.logs import format_duration
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -319,13 +320,18 @@ def budgets_table(name: str) -> str:
                       *commands(name, result), "```"])
 
 
+def explain_block(name: str) -> str:
+    """`cifarlab presets NAME --explain`, as the docs show it."""
+    return "```text\n" + "\n".join(explain_preset(name)) + "\n```"
+
+
 def render(name: str) -> str:
     kind, _, arg = name.partition(" ")
     makers = {"bench": bench_table, "runs": runs_table, "epochs": epochs_table,
               "peak": peak_table, "profile": profile_table, "compare": compare_table,
               "budgets": budgets_table, "candidates": candidates_table, "audit": audit_table,
               "planted": planted_table, "temperatures": temperatures_table,
-              "bundled": bundled_table}
+              "bundled": bundled_table, "explain": explain_block}
     if kind in makers:
         return makers[kind](arg)
     return {"presets": presets_table, "targets": targets_table, "options": options_table,
