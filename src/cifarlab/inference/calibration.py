@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from cifarlab.errors import CifarlabError
 from cifarlab.inference.evaluation import predict_split
-from cifarlab.metrics import compute_metrics
+from cifarlab.metrics import calibrated_metrics
 from cifarlab.runs import RunFolder
 
 FIGURES = ("top1", "ece", "nll", "brier")
@@ -82,9 +82,9 @@ def calibrate(run_dir: str | os.PathLike, *, data_dir: str | os.PathLike | None 
                             "would be scored on the images it was fitted to; add test/")
     record = calibration_record(val["logits"], val["labels"],
                                 folder.chosen_checkpoint_path().name)
-    t = record["temperature"]
-    before = compute_metrics(test["logits"], test["labels"], test["classes"])
-    after = compute_metrics(test["logits"] / t, test["labels"], test["classes"])
+    after = calibrated_metrics(test["logits"], test["labels"], test["classes"],
+                               record["temperature"], "val")
+    before = {"top1": after["top1"], **after["calibration"]["before"]}  # the same top-1
     result = {**record, "test_before": {k: before[k] for k in FIGURES},
               "test_after": {k: after[k] for k in FIGURES}}
     folder.write_calibration(result)
