@@ -3,6 +3,7 @@ it needs, can stop the run, and the run's own hooks keep its folder and log as b
 
 import pytest
 
+from cifarlab.runs import RunFolder
 from cifarlab.training import Hook
 from cifarlab.training.hooks import progress
 from conftest import fit_in, tiny_trainer
@@ -66,3 +67,22 @@ def test_a_long_first_epoch_is_announced(fake_data, tmp_path, monkeypatch):
     fit_in(t, tmp_path / "run")
     log = (tmp_path / "run" / "train.log").read_text()
     assert log.count("will take about") == 1 and "epoch 1/2 will take about" in log
+
+
+def test_train_and_resume_take_hooks_of_ones_own(fake_data, tmp_path):
+    import cifarlab
+    from conftest import TINY
+
+    class Tracker(cifarlab.Hook):
+        def __init__(self):
+            self.rows = []
+
+        def on_epoch_end(self, trainer, row):
+            self.rows.append({**row, "step": trainer.steps_done(row["epoch"])})
+
+    tracker = Tracker()
+    m = cifarlab.train(data_dir=str(fake_data), run_dir=str(tmp_path / "run"), quiet=True,
+                       hooks=[tracker], **TINY)
+    saved = RunFolder(m["run_dir"]).rows()
+    assert [r["epoch"] for r in tracker.rows] == [1, 2] == [r["epoch"] for r in saved]
+    assert tracker.rows[-1]["step"] > tracker.rows[0]["step"] > 0

@@ -19,7 +19,8 @@ from cifarlab.inference import evaluate, load_model
 from cifarlab.jobs.training_run import resume, train
 from cifarlab.models import Classifier, create_model, list_models
 from cifarlab.runs import PRESETS, Config, make_config
+from cifarlab.training import Hook
 from cifarlab.version import __version__
 
-__all__ = ["Classifier", "Config", "PRESETS", "create_model", "evaluate", "list_models",
-           "load_model", "make_config", "resume", "train", "__version__"]
+__all__ = ["Classifier", "Config", "Hook", "PRESETS", "create_model", "evaluate",
+           "list_models", "load_model", "make_config", "resume", "train", "__version__"]

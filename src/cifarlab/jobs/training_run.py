@@ -45,40 +45,42 @@ RESUME_OVERRIDES = ("device", "num_threads", "data_dir")  # where it runs, not w
 def train(config: Config | None = None, *, preset: str | None = None,
           config_file: str | os.PathLike | None = None, quiet: bool = False,
           budget: str | float | None = None, started: float | None = None,
-          **overrides: Any) -> dict[str, Any]:
+          hooks: Sequence[Hook] = (), **overrides: Any) -> dict[str, Any]:
     """Train a model and evaluate it on the test set; returns metrics.json's content.
 
     Either pass a Config (from `make_config`), or a preset name / config file / settings,
     e.g. `train(preset="seed", epochs=5, data_dir="path/to/data")`. `budget` ("2m", or
     seconds) trains the best model that fits that wall-clock time from `started` (a
     time.time(); default: now) on this machine, test and report included (`jobs.budget`).
+    `hooks` (`cifarlab.Hook`s) are called at each phase of training, after the run's own.
     """
     if budget is not None:
         if config is not None:
             raise CifarlabError("a time budget chooses the settings: give a preset, config "
                                 "file or settings, not a Config")
         return train_within(parse_duration(budget), started or time.time(), preset=preset,
-                            config_file=config_file, quiet=quiet, **overrides)
+                            config_file=config_file, quiet=quiet, hooks=hooks, **overrides)
     cfg = config.validate() if config else make_config(preset, config_file, **overrides)
-    continued = elastic_restart(cfg, quiet)
-    return continued if continued is not None else run_training(cfg, quiet=quiet)
+    continued = elastic_restart(cfg, quiet, hooks)
+    return continued if continued is not None else run_training(cfg, quiet=quiet, hooks=hooks)
 
 
-def train_within(budget: float, started: float, *, quiet: bool = False, **settings: Any
-                 ) -> dict[str, Any]:
+def train_within(budget: float, started: float, *, quiet: bool = False,
+                 hooks: Sequence[Hook] = (), **settings: Any) -> dict[str, Any]:
     """The run `jobs.budget.plan_run` chooses for `budget` seconds from `started`, then one
     line on how it kept to the budget."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise CifarlabError("--time plans a run for one process; start it without torchrun")
     plan, data = plan_run(budget, started, quiet=quiet, **settings)
-    metrics = run_training(plan.cfg, data=data, quiet=quiet, notes=plan.lines,
+    metrics = run_training(plan.cfg, data=data, quiet=quiet, notes=plan.lines, hooks=hooks,
                            extra={"budget": plan.record()})
     RunFolder(metrics["run_dir"], quiet=quiet).log(
         outcome(plan, time.time() - started, metrics["train_seconds"]))
     return metrics
 
 
-def elastic_restart(cfg: Config, quiet: bool) -> dict[str, Any] | None:
+def elastic_restart(cfg: Config, quiet: bool, hooks: Sequence[Hook] = ()
+                    ) -> dict[str, Any] | None:
     """Under `torchrun --max-restarts N`, a worker that dies makes torchrun start the whole
     group again with the same command. The restarted group (TORCHELASTIC_RESTART_COUNT > 0)
     continues the run in `--run-dir` from its last.pt; a run that finished already is done;
@@ -100,12 +102,13 @@ def elastic_restart(cfg: Config, quiet: bool) -> dict[str, Any] | None:
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"cifarlab: torchrun restarted the group (restart {restarts}); continuing "
               f"{folder.path} from its last finished epoch", file=sys.stderr, flush=True)
-    return resume(folder.path, quiet=quiet, **where)
+    return resume(folder.path, quiet=quiet, hooks=hooks, **where)
 
 
-def resume(run_dir: str | os.PathLike, quiet: bool = False, **overrides: Any) -> dict[str, Any]:
+def resume(run_dir: str | os.PathLike, quiet: bool = False, hooks: Sequence[Hook] = (),
+           **overrides: Any) -> dict[str, Any]:
     """Continue a stopped run from its last.pt with the run's own settings; only where it runs
-    (device, threads, data folder) may change."""
+    (device, threads, data folder) may change. `hooks`: as `train`'s."""
     unknown = set(overrides) - set(RESUME_OVERRIDES)
     if unknown:
         raise CifarlabError(f"--resume continues with the run's own settings; only "
@@ -128,7 +131,7 @@ def resume(run_dir: str | os.PathLike, quiet: bool = False, **overrides: Any) ->
         for line in notes:
             print(line)
     return run_training(cfg, resume_dir=folder.path, saved=last.resume, quiet=quiet,
-                        notes=notes)
+                        notes=notes, hooks=hooks)
 
 
 def run_training(cfg: Config, *, resume_dir: Path | None = None,
