@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from cifarlab.training.distributed import Dist
+
 
 @dataclass
 class TrainState:
@@ -70,8 +72,8 @@ class EpochSums:
         self.correct += (logits.argmax(1) == labels).sum()
         self.seen += len(labels)
 
-    def means(self, dist: Any) -> tuple[float, float]:
-        """(mean loss, accuracy %) over every process's images (`dist`: a training.Dist)."""
+    def means(self, dist: Dist) -> tuple[float, float]:
+        """(mean loss, accuracy %) over every process's images."""
         count = torch.tensor(float(self.seen), device=self.loss.device)
         dist.sum_(self.loss, self.correct, count)
         return ((self.loss / count.clamp(min=1)).item(),
