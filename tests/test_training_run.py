@@ -152,7 +152,9 @@ def faults():
 plain = faults()
 took = keep_freed_memory()
 faults()
-print(took, plain, faults())
+# The steady state over three rounds: now and then one round faults a block in again (where
+# the heap placed it depends on what the process allocated before).
+print(took, plain, min(faults() for _ in range(3)))
 """
 
 
